@@ -1,0 +1,57 @@
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.models import Role
+
+
+class AccessToken(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                }
+            ]
+        }
+    )
+
+    access_token: str
+    token_type: str = Field(default="bearer", description="Always `bearer`.")
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class Me(BaseModel):
+    """The signed-in user, their organization and when they last authenticated."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "0b7e4a52-8f4e-4d7b-9a55-3f2d0c8b1e11",
+                    "email": "admin@example.com",
+                    "role": "admin",
+                    "organization_id": "5f0c6a2e-2d3b-4a8e-9c1f-7a6b5c4d3e2f",
+                    "organization_name": "Example Corp",
+                    "qualtrics_enabled": True,
+                    "authenticated_at": "2026-11-26T17:00:00Z",
+                    "step_up_valid_until": "2026-11-26T17:10:00Z",
+                }
+            ]
+        },
+    )
+
+    user_id: uuid.UUID
+    email: str
+    role: Role
+    organization_id: uuid.UUID
+    organization_name: str
+    qualtrics_enabled: bool
+    authenticated_at: datetime
+    step_up_valid_until: datetime = Field(
+        description="Until when sensitive actions are allowed without signing in again."
+    )

@@ -1,0 +1,156 @@
+"""Settings, read once from `CONNECTOR_*` environment variables (design §2).
+
+The embedded default (a local SQLite file) may run without configured secrets: it generates
+them once and keeps them in a 0600 file beside the database, so a restart can still decrypt
+what it stored. Every other deployment must configure real secrets; the service refuses to
+start with missing or placeholder values rather than run with guessable keys.
+"""
+
+import json
+import os
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./connector.db"
+
+# Values people paste from examples; none of them may sign tokens or encrypt secrets.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "placeholder", "example", "test", "dev"}
+)
+MIN_JWT_SECRET_LENGTH = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot be used to start the service; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = ""
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    jwt_secret: SecretStr = SecretStr("")
+    qualtrics_base_url: str = "https://{subdomain}.qualtrics.com"
+    creovai_app_url: str = "https://app.creovai.com"
+
+    # Where the embedded default keeps the secrets it generated for itself.
+    secrets_file: Path | None = None
+
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    # Sensitive actions need an authentication at most this old (design §9, ASVS step-up).
+    step_up_max_age: timedelta = timedelta(minutes=10)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout: timedelta = timedelta(minutes=15)
+
+    # Interactions carry transcripts: generous, but bounded (reliability-facts §5.4).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    docs_enabled: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
+        # The API authenticates with bearer tokens; a wildcard would let any page use them.
+        if "*" in value:
+            raise ValueError("CONNECTOR_CORS_ORIGINS may not contain '*'; list the origins")
+        return value
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the embedded default: a SQLite database on this machine."""
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def fernet_keys(self) -> list[str]:
+        return [key.get_secret_value() for key in self.secret_keys]
+
+
+def _embedded_secrets_path(settings: Settings) -> Path:
+    if settings.secrets_file is not None:
+        return settings.secrets_file
+    database = make_url(settings.database_url).database or ""
+    if database in ("", ":memory:"):
+        return Path("connector.secrets.json")
+    return Path(database).with_suffix(".secrets.json")
+
+
+def _load_or_create_embedded_secrets(path: Path) -> dict[str, str]:
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    generated = {
+        "secret_keys": Fernet.generate_key().decode(),
+        "jwt_secret": secrets.token_urlsafe(48),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created with 0600 from the start so the keys are never world-readable, even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(generated, handle)
+    return generated
+
+
+def _check_secrets(settings: Settings) -> None:
+    if not settings.secret_keys:
+        raise ConfigurationError("CONNECTOR_SECRET_KEYS is required: comma-separated Fernet keys")
+    for position, key in enumerate(settings.fernet_keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigurationError(
+                f"CONNECTOR_SECRET_KEYS entry {position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with "
+                "`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`)"
+            ) from None
+    jwt_secret = settings.jwt_secret.get_secret_value()
+    if not jwt_secret:
+        raise ConfigurationError("CONNECTOR_JWT_SECRET is required")
+    if jwt_secret.lower() in PLACEHOLDER_SECRETS or len(jwt_secret) < MIN_JWT_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"CONNECTOR_JWT_SECRET looks like a placeholder: use at least "
+            f"{MIN_JWT_SECRET_LENGTH} random characters"
+        )
+
+
+def resolve_settings(settings: Settings) -> Settings:
+    """Fill in the embedded default's generated secrets, then refuse unusable secrets."""
+    if settings.is_embedded and (not settings.secret_keys or not settings.jwt_secret):
+        stored = _load_or_create_embedded_secrets(_embedded_secrets_path(settings))
+        updates: dict[str, Any] = {}
+        if not settings.secret_keys:
+            updates["secret_keys"] = [SecretStr(stored["secret_keys"])]
+        if not settings.jwt_secret.get_secret_value():
+            updates["jwt_secret"] = SecretStr(stored["jwt_secret"])
+        settings = settings.model_copy(update=updates)
+    _check_secrets(settings)
+    return settings
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return resolve_settings(Settings())

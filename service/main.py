@@ -1,0 +1,85 @@
+"""The FastAPI application: lifespan resources, middleware, routers, error handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+
+from service.audit.endpoints import router as audit_router
+from service.auth.endpoints import router as auth_router
+from service.catalog.endpoints import router as catalog_router
+from service.config import Settings
+from service.db import create_engine, create_sessionmaker, ensure_schema_current
+from service.errors import install_error_handlers
+from service.health.endpoints import router as health_router
+from service.integrations.endpoints import router as integrations_router
+from service.kit.crypto import SecretBox
+
+API_DESCRIPTION = """
+Delivers completed Creovai interactions, with their conversation insights, into a Qualtrics
+survey project as responses.
+
+**Sign in** with the *Authorize* button (email as `username`). Admins configure each
+integration in five steps: Qualtrics credentials, project, data fields, triggers, enable.
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) problem details.
+"""
+
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Sign in and see who you are."},
+    {"name": "catalog", "description": "The organization's categories, scores and fields."},
+    {"name": "integrations", "description": "Qualtrics integrations and their setup steps."},
+    {"name": "audit", "description": "Who changed what."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable ids (`list_integrations`) make generated clients readable.
+    return route.name
+
+
+def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        try:
+            if check_schema:
+                await ensure_schema_current(engine)
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Creovai → Qualtrics connector",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        generate_unique_id_function=_operation_id,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.secret_box = SecretBox(settings.fernet_keys)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match"],
+            expose_headers=["ETag", "Location"],
+        )
+
+    for router in (auth_router, catalog_router, integrations_router, audit_router, health_router):
+        app.include_router(router)
+    return app

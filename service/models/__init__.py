@@ -1,0 +1,23 @@
+"""Every table, imported in one place so Alembic and relationships see them all."""
+
+from service.models.audit_log import AuditLogEntry
+from service.models.base import Base
+from service.models.catalog import Catalog
+from service.models.integration import Integration, IntegrationHealth
+from service.models.login_throttle import LoginThrottle
+from service.models.organization import Organization
+from service.models.user import Role, User
+from service.models.webhook_secret import WebhookSecret
+
+__all__ = [
+    "AuditLogEntry",
+    "Base",
+    "Catalog",
+    "Integration",
+    "IntegrationHealth",
+    "LoginThrottle",
+    "Organization",
+    "Role",
+    "User",
+    "WebhookSecret",
+]
