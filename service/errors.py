@@ -26,6 +26,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -229,6 +231,25 @@ async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _handle_stale_data(_: Request, exc: Exception) -> JSONResponse:
+    # Two writers raced past their If-Match checks; the version column caught the second.
+    return problem_response(
+        412,
+        slug=PreconditionFailed.slug,
+        detail="The object was changed by someone else at the same time; read it again and retry.",
+    )
+
+
+async def _handle_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # Constraint races that a service's own checks could not see (two creates at once).
+    logger.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        409,
+        slug=Conflict.slug,
+        detail="The change conflicts with a concurrent change; read the current state and retry.",
+    )
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, detail="An unexpected error occurred; it has been logged.")
@@ -238,6 +259,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _handle_service_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(StaleDataError, _handle_stale_data)
+    app.add_exception_handler(IntegrityError, _handle_integrity_error)
     app.add_exception_handler(Exception, _handle_unexpected)
 
 

@@ -83,3 +83,10 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     for router in (auth_router, catalog_router, integrations_router, audit_router, health_router):
         app.include_router(router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory` (and `service api --workers N`)."""
+    from service.config import get_settings
+
+    return create_app(get_settings())
