@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command not in ("migrate", "run"):
+        # Schema checks open an Alembic context, which announces itself at INFO.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     try:
         settings = get_settings()
         args.handler(args, settings)

@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from service.audit.endpoints import router as audit_router
 from service.auth.endpoints import router as auth_router
@@ -16,7 +15,9 @@ from service.db import create_engine, create_sessionmaker, ensure_schema_current
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
 from service.integrations.endpoints import router as integrations_router
+from service.kit.body_limit import BodySizeLimitMiddleware
 from service.kit.crypto import SecretBox
+from service.openapi import install_openapi
 
 API_DESCRIPTION = """
 Delivers completed Creovai interactions, with their conversation insights, into a Qualtrics
@@ -70,7 +71,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.state.secret_box = SecretBox(settings.fernet_keys)
 
     install_error_handlers(app)
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    install_openapi(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,10 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Request
 
 from service.auth.dependencies import CurrentPrincipal, SettingsDep
-from service.auth.schemas import AccessToken, Me
+from service.auth.schemas import AccessToken, Me, TokenRequest
 from service.auth.service import auth as auth_service
 from service.auth.tokens import issue_access_token
 from service.db import SessionDep
@@ -24,7 +23,7 @@ async def create_token(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenRequest, Form()],
 ) -> AccessToken:
     """Exchange email (as `username`) and password for a short-lived access token."""
     user = await auth_service.authenticate(

@@ -1,9 +1,29 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.models import Role
+
+
+class TokenRequest(BaseModel):
+    """OAuth2 password grant (RFC 6749 §4.3), form-encoded, as Swagger UI's Authorize sends it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"grant_type": "password", "username": "admin@example.com", "password": "..."}
+            ]
+        }
+    )
+
+    grant_type: Literal["password"] | None = Field(
+        default=None, description="`password`, or omit it."
+    )
+    username: str = Field(max_length=320, description="Your email address.")
+    password: str = Field(max_length=1024)
+    scope: str = Field(default="", max_length=1000, description="Ignored: roles decide access.")
 
 
 class AccessToken(BaseModel):

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response, status
 
-from service.auth.dependencies import AdminPrincipal, CurrentPrincipal
+from service.auth.dependencies import AdminPrincipal, CurrentPrincipal, RecentAdminPrincipal
 from service.db import SessionDep
 from service.errors import problem_responses
 from service.integrations.schemas import Integration as IntegrationSchema
@@ -112,9 +112,12 @@ async def update_integration(
 )
 async def delete_integration(
     integration_id: uuid.UUID,
-    principal: AdminPrincipal,
+    principal: RecentAdminPrincipal,
     session: SessionDep,
     if_match: IfMatch = None,
 ) -> None:
-    """Delete the integration and its configuration (the Qualtrics survey is left as it is)."""
+    """Delete the integration and its configuration (needs a sign-in within 10 minutes).
+
+    The Qualtrics survey and the responses already in it are left as they are.
+    """
     await integration_service.delete(session, principal, integration_id, if_match=if_match)

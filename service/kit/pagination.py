@@ -9,10 +9,10 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -26,7 +26,22 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+def _page_examples(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Example pages built from the item model's own first example."""
+    item_type = model.model_fields["items"].annotation
+    item_model = get_args(item_type)[0] if get_args(item_type) else None
+    extra = getattr(item_model, "model_config", {}).get("json_schema_extra") or {}
+    item_examples = extra.get("examples", []) if isinstance(extra, dict) else []
+    schema["examples"] = [
+        {"items": item_examples[:1], "next_cursor": "MjAyNi0xMS0yNlQxNzowMDowMCswMDowMHw..."}
+    ]
+
+
 class Page(BaseModel, Generic[ItemT]):
+    """One page of a list, newest first."""
+
+    model_config = ConfigDict(json_schema_extra=_page_examples)
+
     items: list[ItemT]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."

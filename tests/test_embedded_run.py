@@ -1,0 +1,104 @@
+"""`service run` on a fresh machine: schema, demo login, Swagger UI, restart keeps state."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EmbeddedService:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.output = workdir / f"run-{self.port}.log"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+        with self.output.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "service", "run", "--port", str(self.port)],
+                cwd=self.workdir,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return process
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+        process.kill()
+        pytest.fail(f"service run did not become ready:\n{self.output.read_text()}")
+
+    def log(self) -> str:
+        return self.output.read_text()
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> EmbeddedService:
+    return EmbeddedService(tmp_path)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def test_first_start_prints_a_working_login_and_restart_keeps_it(
+    embedded: EmbeddedService,
+) -> None:
+    process = embedded.start()
+    try:
+        log = embedded.log()
+        email = re.search(r"username:\s+(\S+)", log).group(1)  # type: ignore[union-attr]
+        password = re.search(r"password:\s+(\S+)", log).group(1)  # type: ignore[union-attr]
+        token = httpx.post(
+            f"{embedded.base_url}/v1/auth/token", data={"username": email, "password": password}
+        )
+        assert token.status_code == 200, token.text
+        docs = httpx.get(f"{embedded.base_url}/docs")
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
+        me = httpx.get(
+            f"{embedded.base_url}/v1/me",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
+        assert me.json()["qualtrics_enabled"] is True
+    finally:
+        _stop(process)
+
+    assert (embedded.workdir / "connector.db").exists()
+    assert (embedded.workdir / "connector.secrets.json").exists()
+
+    # A second start reuses the database and the generated secrets: same login, no new demo.
+    embedded.port = _free_port()
+    embedded.base_url = f"http://127.0.0.1:{embedded.port}"
+    embedded.output = embedded.workdir / "second.log"
+    process = embedded.start()
+    try:
+        assert "password:" not in embedded.log()
+        again = httpx.post(
+            f"{embedded.base_url}/v1/auth/token", data={"username": email, "password": password}
+        )
+        assert again.status_code == 200
+    finally:
+        _stop(process)
