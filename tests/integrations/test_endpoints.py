@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -6,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.models import AuditLogEntry, Integration, Role
+from service.models.base import utc_now
 from tests.conftest import Account, AccountFactory
 from tests.helpers import assert_problem
 
@@ -289,3 +291,34 @@ class TestDeleteIntegration:
         integration_id = (await create(client, admin)).json()["id"]
         response = await client.delete(f"/v1/integrations/{integration_id}", headers=viewer.headers)
         assert_problem(response, 403)
+
+
+class TestDeleteNeedsRecentAuthentication:
+    async def test_old_authentication_gets_a_step_up_challenge(
+        self, client: httpx.AsyncClient, admin: Account, make_account: AccountFactory
+    ) -> None:
+        stale = await make_account(
+            organization=admin.organization, auth_time=utc_now() - timedelta(minutes=11)
+        )
+        integration_id = (await create(client, admin)).json()["id"]
+        url = f"/v1/integrations/{integration_id}"
+
+        response = await client.delete(url, headers=stale.headers)
+        body = assert_problem(response, 401)
+        assert body["type"].endswith("/step-up-required")  # type: ignore[union-attr]
+        challenge = response.headers["WWW-Authenticate"]
+        assert 'error="insufficient_user_authentication"' in challenge
+        assert 'max_age="600"' in challenge
+        # Nothing was deleted; a fresh sign-in may.
+        assert (await client.get(url, headers=admin.headers)).status_code == 200
+        assert (await client.delete(url, headers=admin.headers)).status_code == 204
+
+    async def test_authentication_just_inside_the_window_is_enough(
+        self, client: httpx.AsyncClient, admin: Account, make_account: AccountFactory
+    ) -> None:
+        recent = await make_account(
+            organization=admin.organization, auth_time=utc_now() - timedelta(minutes=9)
+        )
+        integration_id = (await create(client, admin)).json()["id"]
+        response = await client.delete(f"/v1/integrations/{integration_id}", headers=recent.headers)
+        assert response.status_code == 204
