@@ -5,11 +5,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from service.kit.crypto import SecretBox
-from service.models import WebhookSecret
+from service.models import QualtricsConnection, WebhookSecret
 
 # Every column that holds a Fernet token. A new encrypted column must be added here, or
 # dropping an old key would make its values unreadable.
-ENCRYPTED_COLUMNS: list[InstrumentedAttribute[str]] = [WebhookSecret.secret_encrypted]
+ENCRYPTED_COLUMNS: list[InstrumentedAttribute[str]] = [
+    WebhookSecret.secret_encrypted,
+    QualtricsConnection.client_secret_encrypted,
+]
 
 
 async def rotate_encrypted_columns(session: AsyncSession, box: SecretBox) -> int:

@@ -6,6 +6,9 @@ from service.models.catalog import Catalog
 from service.models.integration import Integration, IntegrationHealth
 from service.models.login_throttle import LoginThrottle
 from service.models.organization import Organization
+from service.models.qualtrics_connection import QualtricsConnection
+from service.models.qualtrics_project import QualtricsProject
+from service.models.trigger import Trigger
 from service.models.user import Role, User
 from service.models.webhook_secret import WebhookSecret
 
@@ -17,7 +20,10 @@ __all__ = [
     "IntegrationHealth",
     "LoginThrottle",
     "Organization",
+    "QualtricsConnection",
+    "QualtricsProject",
     "Role",
+    "Trigger",
     "User",
     "WebhookSecret",
 ]

@@ -55,6 +55,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSONDocument,
+        list[dict[str, Any]]: JSONDocument,
         datetime: UTCDateTime,
     }
 

@@ -1,5 +1,6 @@
 import enum
 import uuid
+from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,6 +33,9 @@ class Integration(IdMixin, TimestampMixin, Base):
         default=IntegrationHealth.OK,
     )
     health_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Step 3: the ordered data field selections (service.data_fields.schemas.DataField);
+    # None until the admin saves them.
+    data_fields: Mapped[list[dict[str, Any]] | None] = mapped_column(default=None)
     # Optimistic concurrency: bumped on every UPDATE, exposed as the ETag.
     version: Mapped[int] = mapped_column(default=1)
 
