@@ -6,11 +6,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from redis.asyncio import Redis
 
 from service.audit.endpoints import router as audit_router
 from service.auth.endpoints import router as auth_router
 from service.catalog.endpoints import router as catalog_router
 from service.config import Settings
+from service.connections.endpoints import router as connections_router
+from service.connections.gateway import QualtricsGateway
 from service.db import create_engine, create_sessionmaker, ensure_schema_current
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
@@ -18,6 +21,7 @@ from service.integrations.endpoints import router as integrations_router
 from service.kit.body_limit import BodySizeLimitMiddleware
 from service.kit.crypto import SecretBox
 from service.openapi import install_openapi
+from service.triggers.endpoints import router as triggers_router
 
 API_DESCRIPTION = """
 Delivers completed Creovai interactions, with their conversation insights, into a Qualtrics
@@ -31,7 +35,12 @@ Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) problem details.
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign in and see who you are."},
     {"name": "catalog", "description": "The organization's categories, scores and fields."},
-    {"name": "integrations", "description": "Qualtrics integrations and their setup steps."},
+    {"name": "integrations", "description": "Qualtrics integrations: create, list, enable."},
+    {
+        "name": "setup",
+        "description": "The five setup steps: credentials, project, data fields, triggers, enable.",
+    },
+    {"name": "triggers", "description": "Which interactions an integration sends (step 4)."},
     {"name": "audit", "description": "Who changed what."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -46,13 +55,22 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        gateway = QualtricsGateway.for_settings(
+            base_url_template=settings.qualtrics_base_url, box=app.state.secret_box, redis=redis
+        )
         try:
             if check_schema:
                 await ensure_schema_current(engine)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.redis = redis
+            app.state.qualtrics = gateway
             yield
         finally:
+            await gateway.aclose()
+            if redis is not None:
+                await redis.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -82,7 +100,15 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             expose_headers=["ETag", "Location"],
         )
 
-    for router in (auth_router, catalog_router, integrations_router, audit_router, health_router):
+    for router in (
+        auth_router,
+        catalog_router,
+        integrations_router,
+        connections_router,
+        triggers_router,
+        audit_router,
+        health_router,
+    ):
         app.include_router(router)
     return app
 

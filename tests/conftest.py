@@ -25,11 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.auth.tokens import issue_access_token
 from service.config import Settings
+from service.connections.gateway import QualtricsGateway
 from service.db import alembic_config
 from service.kit.crypto import SecretBox
 from service.main import create_app
 from service.models import Base, Organization, Role, User
 from service.organizations.service import organization_service
+from service.qualtrics import create_http_client
+from service.testing.fake_qualtrics import FakeQualtrics, create_fake_qualtrics_app
 
 POSTGRES_SERVER_URL = os.environ.get(
     "CONNECTOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -189,3 +192,42 @@ async def viewer(make_account: AccountFactory, admin: Account) -> Account:
 async def other_admin(make_account: AccountFactory) -> Account:
     """An admin of a different organization, for isolation tests."""
     return await make_account(role=Role.ADMIN)
+
+
+QUALTRICS_CLIENT_ID = "connector-test-client"
+# A canary: tests search responses, logs and rows for it.
+QUALTRICS_CLIENT_SECRET = "canary-qualtrics-secret-5f3a9c1e7b"
+QUALTRICS_SUBDOMAIN = "iad1"
+FAKE_QUALTRICS_BASE = "http://fake-qualtrics.test/{subdomain}"
+
+
+@pytest.fixture
+async def qualtrics(app: FastAPI) -> AsyncIterator[FakeQualtrics]:
+    """The fake Qualtrics, in process, wired into the app's gateway, with one account."""
+    fake_app = create_fake_qualtrics_app()
+    fake: FakeQualtrics = fake_app.state.fake
+    fake.register_account(
+        QUALTRICS_CLIENT_ID,
+        QUALTRICS_CLIENT_SECRET,
+        datacenter=QUALTRICS_SUBDOMAIN,
+        brand_id="acme",
+        user_name="api@acme.example",
+    )
+    gateway = QualtricsGateway(
+        base_url_template=FAKE_QUALTRICS_BASE,
+        box=app.state.secret_box,
+        http=create_http_client(transport=httpx.ASGITransport(app=fake_app)),
+    )
+    original, app.state.qualtrics = app.state.qualtrics, gateway
+    yield fake
+    app.state.qualtrics = original
+    await gateway.aclose()
+
+
+def connection_body(**overrides: str) -> dict[str, str]:
+    return {
+        "client_id": QUALTRICS_CLIENT_ID,
+        "client_secret": QUALTRICS_CLIENT_SECRET,
+        "subdomain": QUALTRICS_SUBDOMAIN,
+        **overrides,
+    }

@@ -1,27 +1,22 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from service.auth.dependencies import AdminPrincipal, CurrentPrincipal, RecentAdminPrincipal
+from service.connections.gateway import QualtricsGatewayDep
 from service.db import SessionDep
 from service.errors import problem_responses
+from service.integrations.dependencies import IfMatch
+from service.integrations.enablement import enablement_service
 from service.integrations.schemas import Integration as IntegrationSchema
-from service.integrations.schemas import IntegrationCreate, IntegrationUpdate
+from service.integrations.schemas import IntegrationCreate, IntegrationUpdate, Readiness, StepStatus
 from service.integrations.service import ETAG_KIND, integration_service
 from service.kit.etag import etag_for
 from service.kit.pagination import Page, PageParams, page_params, paginate
 from service.models import Integration
 
 router = APIRouter(prefix="/v1", tags=["integrations"])
-
-IfMatch = Annotated[
-    str | None,
-    Header(
-        max_length=200,
-        description="The ETag you last read; the write fails with 412 if it is stale.",
-    ),
-]
 
 
 def _with_etag(response: Response, integration: Integration) -> IntegrationSchema:
@@ -121,3 +116,74 @@ async def delete_integration(
     The Qualtrics survey and the responses already in it are left as they are.
     """
     await integration_service.delete(session, principal, integration_id, if_match=if_match)
+
+
+@router.get(
+    "/integrations/{integration_id}/readiness",
+    response_model=Readiness,
+    tags=["setup"],
+    summary="Step 5: which setup steps are complete",
+    responses=problem_responses(401, 404, 422),
+)
+async def get_readiness(
+    integration_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+) -> Readiness:
+    """Each setup step with `complete` and, where not, why."""
+    integration, steps = await enablement_service.readiness(session, principal, integration_id)
+    return Readiness(
+        ready=all(state.complete for state in steps),
+        enabled=integration.enabled,
+        health=integration.health,
+        health_reason=integration.health_reason,
+        steps=[
+            StepStatus(step=state.step, complete=state.complete, reason=state.reason)
+            for state in steps
+        ],
+    )
+
+
+@router.post(
+    "/integrations/{integration_id}/enable",
+    response_model=IntegrationSchema,
+    tags=["setup"],
+    summary="Step 5: enable the integration",
+    responses=problem_responses(401, 403, 404, 409, 412, 422, 503),
+)
+async def enable_integration(
+    integration_id: uuid.UUID,
+    principal: RecentAdminPrincipal,
+    session: SessionDep,
+    gateway: QualtricsGatewayDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> IntegrationSchema:
+    """Start delivering matches (needs all four steps and a sign-in within 10 minutes).
+
+    409 lists the incomplete steps in `incomplete_steps`. An invalid integration is
+    re-checked against Qualtrics first.
+    """
+    integration = await enablement_service.enable(
+        session, gateway, principal, integration_id, if_match=if_match
+    )
+    return _with_etag(response, integration)
+
+
+@router.post(
+    "/integrations/{integration_id}/disable",
+    response_model=IntegrationSchema,
+    tags=["setup"],
+    summary="Disable the integration",
+    responses=problem_responses(401, 403, 404, 412, 422),
+)
+async def disable_integration(
+    integration_id: uuid.UUID,
+    principal: AdminPrincipal,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> IntegrationSchema:
+    """Stop delivering; matches are held until it is enabled again."""
+    integration = await enablement_service.disable(
+        session, principal, integration_id, if_match=if_match
+    )
+    return _with_etag(response, integration)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
+from service.integrations.readiness import Step
 from service.models import IntegrationHealth
 
 IntegrationName = Annotated[
@@ -57,3 +58,52 @@ class Integration(BaseModel):
     health_reason: str | None = Field(description="Why the integration is invalid.")
     created_at: datetime
     updated_at: datetime
+
+
+class StepStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "step": "triggers",
+                    "complete": False,
+                    "reason": "No enabled trigger: with none, nothing is sent.",
+                }
+            ]
+        }
+    )
+
+    step: Step
+    complete: bool
+    reason: str | None = Field(description="Why the step is not complete.")
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ready": False,
+                    "enabled": False,
+                    "health": "ok",
+                    "health_reason": None,
+                    "steps": [
+                        {"step": "credentials", "complete": True, "reason": None},
+                        {"step": "project", "complete": True, "reason": None},
+                        {"step": "data_fields", "complete": True, "reason": None},
+                        {
+                            "step": "triggers",
+                            "complete": False,
+                            "reason": "No enabled trigger: with none, nothing is sent.",
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    ready: bool = Field(description="All four steps are complete: the integration can be enabled.")
+    enabled: bool
+    health: IntegrationHealth
+    health_reason: str | None
+    steps: list[StepStatus]

@@ -10,7 +10,8 @@ from service.auth.dependencies import Principal
 from service.errors import Conflict, Forbidden, NotFound
 from service.integrations.schemas import IntegrationCreate, IntegrationUpdate
 from service.kit.etag import check_if_match
-from service.models import Integration, Organization
+from service.models import Integration, IntegrationHealth, Organization
+from service.models.base import utc_now
 
 ETAG_KIND = "integration"
 
@@ -98,6 +99,49 @@ class IntegrationService:
         )
         await session.delete(integration)
         await session.flush()
+
+    def touch(self, integration: Integration) -> None:
+        """Record that a part of the integration changed: a new version, so a new ETag."""
+        integration.updated_at = utc_now()
+
+    def invalidate(
+        self,
+        session: AsyncSession,
+        integration: Integration,
+        *,
+        reason: str,
+        actor: Principal | str,
+    ) -> None:
+        """Mark the integration invalid and disabled (design §6); its matches are held."""
+        was_enabled = integration.enabled
+        integration.health = IntegrationHealth.INVALID
+        integration.health_reason = reason
+        integration.enabled = False
+        self.touch(integration)
+        audit.record(
+            session,
+            organization_id=integration.organization_id,
+            actor=actor,
+            action="integration.invalidated",
+            integration_id=integration.id,
+            details={"reason": reason, "was_enabled": was_enabled},
+        )
+
+    def mark_healthy(
+        self, session: AsyncSession, integration: Integration, *, actor: Principal | str
+    ) -> None:
+        if integration.health == IntegrationHealth.OK:
+            return
+        integration.health = IntegrationHealth.OK
+        integration.health_reason = None
+        self.touch(integration)
+        audit.record(
+            session,
+            organization_id=integration.organization_id,
+            actor=actor,
+            action="integration.healthy",
+            integration_id=integration.id,
+        )
 
     async def _ensure_name_free(
         self, session: AsyncSession, principal: Principal, name: str

@@ -110,11 +110,20 @@ class TestTokenEndpoint:
         assert response.json()["error"] == "invalid_request"
 
     async def test_credentials_only_work_at_their_datacenter(
-        self, http: httpx.AsyncClient, account: Account
+        self, http: httpx.AsyncClient, account: Account, fake: FakeQualtrics
     ) -> None:
+        fake.register_account("elsewhere", "pw", datacenter="other", brand_id="b")
         response = await fetch_token(http, subdomain="other")
 
         assert response.status_code == 401
+
+    async def test_a_datacenter_without_accounts_is_not_a_qualtrics_host(
+        self, http: httpx.AsyncClient, account: Account
+    ) -> None:
+        response = await fetch_token(http, subdomain="nowhere")
+
+        assert response.status_code == 404
+        assert response.json()["meta"]["error"]["errorMessage"] == "Unknown datacenter 'nowhere'"
 
     async def test_scopes_outside_the_account_are_refused(
         self, http: httpx.AsyncClient, fake: FakeQualtrics

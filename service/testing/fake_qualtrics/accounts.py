@@ -103,6 +103,10 @@ class AccountRegistry:
         self.accounts: dict[str, Account] = {}
         self._tokens: dict[str, IssuedToken] = {}
 
+    def serves(self, datacenter: str) -> bool:
+        """Whether any account lives at `datacenter`: the fake's stand-in for a real host."""
+        return any(account.datacenter == datacenter for account in self.accounts.values())
+
     def register(self, account: Account) -> Account:
         if account.client_id in self.accounts:
             raise ValueError(f"client_id {account.client_id!r} is already registered")

@@ -5,6 +5,8 @@ multipart) with `grant_type=client_credentials` and an optional space-separated 
 It answers `{"access_token", "token_type": "Bearer", "expires_in", "scope"}`. Credentials sent
 in the form body instead of Basic are refused [U]. Errors are RFC 6749 bodies [U]: 401
 `invalid_client`, 400 `invalid_request`, `unsupported_grant_type` or `invalid_scope`.
+A datacenter where no account lives stands for a subdomain that is not a Qualtrics host: its
+token endpoint answers 404 [U].
 """
 
 import base64
@@ -15,12 +17,15 @@ from starlette.responses import JSONResponse, Response
 
 from .accounts import OAuthError
 from .context import ApiContext, api_endpoint, fake_of
-from .envelope import ok
+from .envelope import error_response, not_found, ok
 from .tenant import tenant_of
 
 
 async def issue_token(request: Request) -> Response:
     fake = fake_of(request)
+    datacenter = tenant_of(request).datacenter
+    if not fake.accounts.serves(datacenter):
+        return error_response(not_found(f"Unknown datacenter {datacenter!r}"))
     client_id, client_secret = _basic_credentials(request.headers.get("authorization", ""))
     async with request.form() as form:
         grant_type, scope = form.get("grant_type"), form.get("scope")
