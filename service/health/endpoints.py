@@ -36,7 +36,7 @@ async def get_health() -> Health:
 @router.get(
     "/readyz", response_model=Readiness, summary="Readiness", responses=problem_responses(503)
 )
-async def get_readiness(request: Request) -> Readiness:
+async def get_service_readiness(request: Request) -> Readiness:
     """The database is reachable and its schema is the one this release needs."""
     engine = request.app.state.engine
     try:

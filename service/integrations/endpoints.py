@@ -125,7 +125,7 @@ async def delete_integration(
     summary="Step 5: which setup steps are complete",
     responses=problem_responses(401, 404, 422),
 )
-async def get_readiness(
+async def get_integration_readiness(
     integration_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
 ) -> Readiness:
     """Each setup step with `complete` and, where not, why."""
