@@ -21,6 +21,7 @@ from service.integrations.endpoints import router as integrations_router
 from service.kit.body_limit import BodySizeLimitMiddleware
 from service.kit.crypto import SecretBox
 from service.openapi import install_openapi
+from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
 
 API_DESCRIPTION = """
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         catalog_router,
         integrations_router,
         connections_router,
+        projects_router,
         triggers_router,
         audit_router,
         health_router,
