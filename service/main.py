@@ -14,6 +14,7 @@ from service.catalog.endpoints import router as catalog_router
 from service.config import Settings
 from service.connections.endpoints import router as connections_router
 from service.connections.gateway import QualtricsGateway
+from service.data_fields.endpoints import router as data_fields_router
 from service.db import create_engine, create_sessionmaker, ensure_schema_current
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         integrations_router,
         connections_router,
         projects_router,
+        data_fields_router,
         triggers_router,
         audit_router,
         health_router,

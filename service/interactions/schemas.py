@@ -45,12 +45,24 @@ class _Part(BaseModel):
 
 
 class Agent(_Part):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": "agent-7", "name": "Sam Agent", "email": "sam@example.com"}]
+        }
+    )
+
     id: ShortText | None = None
     name: ShortText | None = None
     email: ShortText | None = None
 
 
 class Customer(_Part):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": "cust-42", "name": "Alex Customer", "phone": "+447700900123"}]
+        }
+    )
+
     id: ShortText | None = None
     name: ShortText | None = None
     phone: ShortText | None = None
@@ -58,18 +70,30 @@ class Customer(_Part):
 
 
 class CallGroup(_Part):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": "t1", "name": "Billing", "type": "Team"}]}
+    )
+
     id: ShortText | None = None
     name: Name
     type: ShortText | None = Field(default=None, description="e.g. `Team`.")
 
 
 class OccurredCategory(_Part):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Frustration", "groups": ["Effort"], "occurrences": 2}]
+        }
+    )
+
     name: Name
     groups: list[Name] = Field(default_factory=list, max_length=100)
     occurrences: int = Field(default=1, ge=0)
 
 
 class ScoreValue(_Part):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "TEI", "value": 4.6}]})
+
     name: Name
     value: float
 

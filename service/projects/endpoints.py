@@ -8,7 +8,7 @@ from service.integrations.dependencies import IfMatch, IntegrationId
 from service.integrations.service import ETAG_KIND
 from service.kit.etag import etag_for
 from service.models import QualtricsProject
-from service.projects.schemas import FieldTarget, Project, ProjectCreate
+from service.projects.schemas import Project, ProjectCreate, ProjectTarget
 from service.projects.service import project_service
 
 router = APIRouter(prefix="/v1/integrations/{integration_id}", tags=["setup"])
@@ -21,7 +21,7 @@ def project_view(project: QualtricsProject) -> Project:
         published_version_number=project.published_version_number,
         synced_at=project.synced_at,
         created_at=project.created_at,
-        targets=[FieldTarget.from_map(key, entry) for key, entry in project.field_map.items()],
+        targets=[ProjectTarget.from_map(key, entry) for key, entry in project.field_map.items()],
     )
 
 

@@ -17,7 +17,7 @@ class ProjectCreate(BaseModel):
     ] = Field(description="The survey's name in Qualtrics.")
 
 
-class FieldTarget(BaseModel):
+class ProjectTarget(BaseModel):
     """Where one data field lands in the survey."""
 
     model_config = ConfigDict(
@@ -48,7 +48,7 @@ class FieldTarget(BaseModel):
     variable_type: str | None = Field(default=None, description="Embedded data `VariableType`.")
 
     @classmethod
-    def from_map(cls, target_key: str, entry: dict[str, Any]) -> "FieldTarget":
+    def from_map(cls, target_key: str, entry: dict[str, Any]) -> "ProjectTarget":
         return cls(
             target_key=target_key,
             kind=entry["kind"],
@@ -86,6 +86,6 @@ class Project(BaseModel):
     published_version_number: int | None
     synced_at: datetime | None = Field(description="When the survey last matched the fields.")
     created_at: datetime
-    targets: list[FieldTarget] = Field(
+    targets: list[ProjectTarget] = Field(
         description="Every question and embedded field the connector fills (never shrinks)."
     )
