@@ -6,6 +6,7 @@ production.
 """
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -40,6 +41,12 @@ POSTGRES_SERVER_URL = os.environ.get(
 TEST_FERNET_KEY = Fernet.generate_key().decode()
 TEST_JWT_SECRET = "test-jwt-secret-" + "x" * 32
 TEST_PASSWORD = "correct horse battery staple"
+QUALTRICS_CLIENT_ID = "connector-test-client"
+QUALTRICS_CLIENT_SECRET = "canary-qualtrics-secret-5f3a9c1e7b"
+QUALTRICS_SUBDOMAIN = "iad1"
+FAKE_QUALTRICS_BASE = "http://fake-qualtrics.test/{subdomain}"
+# Searched for in every response (`client`) and every log line (`no_secret_in_logs`).
+CANARY_SECRETS = (QUALTRICS_CLIENT_SECRET, TEST_FERNET_KEY, TEST_JWT_SECRET, TEST_PASSWORD)
 
 
 async def _recreate_postgres_database(name: str, *, drop_only: bool = False) -> None:
@@ -55,6 +62,33 @@ async def _recreate_postgres_database(name: str, *, drop_only: bool = False) -> 
 def _sqlalchemy_postgres_url(database: str) -> str:
     base = POSTGRES_SERVER_URL.replace("postgresql://", "postgresql+asyncpg://", 1)
     return base.rsplit("/", 1)[0] + f"/{database}"
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Every log line of every test, at every level, is searched for the canary secrets."""
+    capture = _LogCapture()
+    capture.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(previous_level)
+    leaked = [line for line in capture.lines for secret in CANARY_SECRETS if secret in line]
+    assert leaked == [], f"secrets leaked into logs: {leaked[:3]}"
 
 
 @pytest.fixture(scope="session")
@@ -102,10 +136,14 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
-        # Empty every table, children first, so the next test starts clean.
-        async with application.state.sessionmaker.begin() as session:
-            for table in reversed(Base.metadata.sorted_tables):
-                await session.execute(delete(table))
+        await _empty_tables(application)
+
+
+async def _empty_tables(application: FastAPI) -> None:
+    """Delete every row, children first, so the next test starts clean."""
+    async with application.state.sessionmaker.begin() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(delete(table))
 
 
 @pytest.fixture
@@ -114,10 +152,22 @@ def sessionmaker(app: FastAPI) -> async_sessionmaker[AsyncSession]:
     return maker
 
 
+async def _no_secret_in_response(response: httpx.Response) -> None:
+    body = await response.aread()
+    for secret in CANARY_SECRETS:
+        assert secret.encode() not in body, f"a secret leaked into {response.request.url}"
+        assert all(secret not in value for value in response.headers.values())
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in process; every response is checked for the canary secrets."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [_no_secret_in_response]},
+    ) as http:
         yield http
 
 
@@ -192,13 +242,6 @@ async def viewer(make_account: AccountFactory, admin: Account) -> Account:
 async def other_admin(make_account: AccountFactory) -> Account:
     """An admin of a different organization, for isolation tests."""
     return await make_account(role=Role.ADMIN)
-
-
-QUALTRICS_CLIENT_ID = "connector-test-client"
-# A canary: tests search responses, logs and rows for it.
-QUALTRICS_CLIENT_SECRET = "canary-qualtrics-secret-5f3a9c1e7b"
-QUALTRICS_SUBDOMAIN = "iad1"
-FAKE_QUALTRICS_BASE = "http://fake-qualtrics.test/{subdomain}"
 
 
 @pytest.fixture
