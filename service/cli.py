@@ -126,6 +126,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    from service.demo import demo_database_url, serve_demo
+    from service.main import create_app
+
+    database = Path(args.database).resolve()
+    for stale in database.parent.glob(database.name + "*"):
+        stale.unlink()  # the fake forgets its surveys on exit, so the demo starts afresh
+    settings = settings.model_copy(
+        update={
+            "database_url": demo_database_url(database),
+            "redis_url": "",
+            "qualtrics_base_url": f"http://127.0.0.1:{args.fake_port}/{{subdomain}}",
+        }
+    )
+    _migrate(settings)
+    app = create_app(settings)
+    asyncio.run(serve_demo(settings, app, host=args.host, port=args.port, fake_port=args.fake_port))
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
     _check_schema(settings)
     uvicorn.run(
@@ -222,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.set_defaults(handler=cmd_run)
 
+    demo = commands.add_parser(
+        "demo", help="embedded service + fake Qualtrics, with an integration set up (steps 1-5)"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--fake-port", type=int, default=8099)
+    demo.add_argument("--database", default="connector-demo.db", help="recreated on every run")
+    demo.set_defaults(handler=cmd_demo)
+
     api = commands.add_parser("api", help="serve the API (production; run `migrate` first)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
@@ -264,9 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.command not in ("migrate", "run"):
+    if args.command not in ("migrate", "run", "demo"):
         # Schema checks open an Alembic context, which announces itself at INFO.
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # One line per outbound request is noise at INFO; failures are logged by our own code.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = get_settings()
         args.handler(args, settings)

@@ -102,3 +102,48 @@ def test_first_start_prints_a_working_login_and_restart_keeps_it(
         assert again.status_code == 200
     finally:
         _stop(process)
+
+
+def test_demo_configures_an_integration_against_the_fake(tmp_path: Path) -> None:
+    port, fake_port = _free_port(), _free_port()
+    log_path = tmp_path / "demo.log"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "demo",
+                "--port",
+                str(port),
+                "--fake-port",
+                str(fake_port),
+            ],
+            cwd=tmp_path,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Demo ready" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        output = log_path.read_text()
+        password = re.search(r"password:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+        integration_url = re.search(r"integration:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
+        base_url = f"http://127.0.0.1:{port}"
+        token = httpx.post(
+            f"{base_url}/v1/auth/token",
+            data={"username": "admin@demo.example", "password": password},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        readiness = httpx.get(f"{integration_url}/readiness", headers=headers).json()
+        assert readiness["ready"] is True
+        assert readiness["enabled"] is True
+        surveys = httpx.get(f"http://127.0.0.1:{fake_port}/_fake/surveys").json()
+        assert [survey["isActive"] for survey in surveys] == [True]
+    finally:
+        _stop(process)
