@@ -13,6 +13,7 @@ from service.integrations.readiness import StepState, step_states
 from service.integrations.service import ETAG_KIND, integration_service
 from service.kit.etag import check_if_match
 from service.models import Integration, IntegrationHealth, QualtricsConnection, QualtricsProject
+from service.models.base import utc_now
 
 
 class SetupIncomplete(Conflict):
@@ -57,6 +58,7 @@ class EnablementService:
             await self._recheck(session, gateway, integration, principal)
         if not integration.enabled:
             integration.enabled = True
+            integration.first_enabled_at = integration.first_enabled_at or utc_now()
             integration_service.touch(integration)
             audit.record(
                 session,

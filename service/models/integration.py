@@ -1,5 +1,6 @@
 import enum
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
@@ -36,6 +37,8 @@ class Integration(IdMixin, TimestampMixin, Base):
     # Step 3: the ordered data field selections (service.data_fields.schemas.DataField);
     # None until the admin saves them.
     data_fields: Mapped[list[dict[str, Any]] | None] = mapped_column(default=None)
+    # Set the first time it is enabled: from then on, matches while disabled are held.
+    first_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
     # Optimistic concurrency: bumped on every UPDATE, exposed as the ETag.
     version: Mapped[int] = mapped_column(default=1)
 

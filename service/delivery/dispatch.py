@@ -1,0 +1,23 @@
+"""How due deliveries reach a worker: the `Dispatcher` the api and the sweeper enqueue through.
+
+Enqueueing is only ever a hint that work is due: the database row is the truth. A dispatcher
+that fails (Redis down) loses nothing, because the sweeper re-enqueues every delivery that is
+due and was not enqueued recently. Callers therefore log a failure and carry on.
+"""
+
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Dispatcher(Protocol):
+    async def enqueue(
+        self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
+    ) -> None:
+        """Ask for these deliveries to be attempted soon (after their transaction committed)."""
+        ...
+
+
+def job_id(delivery_id: uuid.UUID) -> str:
+    """Deterministic, so enqueueing a delivery that is already queued adds nothing."""
+    return f"delivery.send:{delivery_id}"
