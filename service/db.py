@@ -47,6 +47,10 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    # Fail fast when PostgreSQL is down: intake answers 503 in seconds, not after asyncpg's
+    # 60 s default, so the sender retries instead of timing out.
+    kwargs.setdefault("pool_timeout", 5)
+    kwargs.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **kwargs)
 
 

@@ -26,7 +26,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -250,6 +251,19 @@ async def _handle_integrity_error(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Nothing was stored: the sender must retry, and should learn that quickly (never a 2xx).
+    logger.error(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return problem_response(
+        503,
+        slug=ServiceUnavailable.slug,
+        detail="The database is unavailable; nothing was stored. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, detail="An unexpected error occurred; it has been logged.")
@@ -261,6 +275,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(StaleDataError, _handle_stale_data)
     app.add_exception_handler(IntegrityError, _handle_integrity_error)
+    for unavailable in (OperationalError, InterfaceError, SQLAlchemyTimeoutError, OSError):
+        app.add_exception_handler(unavailable, _handle_database_unavailable)
     app.add_exception_handler(Exception, _handle_unexpected)
 
 

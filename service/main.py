@@ -24,6 +24,8 @@ from service.kit.crypto import SecretBox
 from service.openapi import install_openapi
 from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
+from service.webhooks.endpoints import router as webhooks_router
+from service.webhooks.schemas import REQUEST_BODY_MODELS
 
 API_DESCRIPTION = """
 Delivers completed Creovai interactions, with their conversation insights, into a Qualtrics
@@ -43,6 +45,7 @@ OPENAPI_TAGS = [
         "description": "The five setup steps: credentials, project, data fields, triggers, enable.",
     },
     {"name": "triggers", "description": "Which interactions an integration sends (step 4)."},
+    {"name": "webhooks", "description": "Signed events from the Creovai platform."},
     {"name": "audit", "description": "Who changed what."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -91,7 +94,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     app.state.secret_box = SecretBox(settings.fernet_keys)
 
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, extra_models=REQUEST_BODY_MODELS)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -110,6 +113,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         projects_router,
         data_fields_router,
         triggers_router,
+        webhooks_router,
         audit_router,
         health_router,
     ):

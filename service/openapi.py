@@ -1,11 +1,16 @@
 """The published OpenAPI document: FastAPI's, with error responses as problem+json only."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from service.errors import PROBLEM_JSON
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 def _problem_only(document: dict[str, Any]) -> None:
@@ -19,7 +24,18 @@ def _problem_only(document: dict[str, Any]) -> None:
                     content.pop("application/json", None)
 
 
-def install_openapi(app: FastAPI) -> None:
+def _add_models(document: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    # Bodies a route reads raw (to verify a signature first) are documented by hand; their
+    # models still belong in the components like every other schema.
+    _, top = models_json_schema(
+        [(model, "validation") for model in models], ref_template=REF_TEMPLATE
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in top.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+
+
+def install_openapi(app: FastAPI, *, extra_models: Sequence[type[BaseModel]] = ()) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = get_openapi(
@@ -30,6 +46,7 @@ def install_openapi(app: FastAPI) -> None:
                 tags=app.openapi_tags,
             )
             _problem_only(document)
+            _add_models(document, extra_models)
             app.openapi_schema = document
         return app.openapi_schema
 

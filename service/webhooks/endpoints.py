@@ -1,0 +1,132 @@
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from service.audit.service import audit
+from service.auth.dependencies import RecentAdminPrincipal
+from service.db import SessionDep
+from service.delivery.dispatch import Dispatcher
+from service.errors import problem_responses
+from service.models import WebhookSecret
+from service.models.base import utc_now
+from service.organizations.service import generate_webhook_secret
+from service.webhooks.schemas import WebhookAnswer, request_body_schema
+from service.webhooks.service import intake_service
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+# How long the previous signing secrets keep verifying after a rotation, so the platform can
+# switch over without a single rejected delivery.
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+async def enqueue_after_commit(
+    dispatcher: Dispatcher | None, delivery_ids: Sequence[uuid.UUID], request_id: str | None
+) -> None:
+    if dispatcher is None:
+        return
+    try:
+        await dispatcher.enqueue(delivery_ids, request_id=request_id)
+    except Exception:
+        # The rows are committed; the sweeper enqueues them if this did not.
+        logger.warning("enqueue after commit failed; the sweeper will pick them up", exc_info=True)
+
+
+@router.post(
+    "/webhooks/{organization_id}/interactions",
+    response_model=WebhookAnswer,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Receive an interaction or catalogue event (Standard Webhooks)",
+    openapi_extra={"requestBody": request_body_schema()},
+    responses={
+        200: {"model": WebhookAnswer, "description": "A duplicate or stale event: nothing new."},
+        **problem_responses(400, 401, 413, 422, 503),
+    },
+)
+async def receive_webhook(
+    organization_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    background: BackgroundTasks,
+    response: Response,
+) -> WebhookAnswer:
+    """Signed by the Creovai platform (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+
+    202 once the interaction and its deliveries are stored; 200 for a repeated webhook-id or
+    interaction, or an update older than the stored one (nothing is created).
+    """
+    body = await request.body()
+    result = await intake_service.receive(
+        session, request.app.state.secret_box, organization_id, body, dict(request.headers)
+    )
+    if result.status != "accepted":
+        response.status_code = status.HTTP_200_OK
+    if result.pending_ids:
+        background.add_task(
+            enqueue_after_commit,
+            getattr(request.app.state, "dispatcher", None),
+            result.pending_ids,
+            getattr(request.state, "request_id", None),
+        )
+    return WebhookAnswer(status=result.status, deliveries=len(result.deliveries))
+
+
+class RotatedSecret(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "previous_secrets_expire_at": "2026-11-27T17:00:00Z",
+                }
+            ]
+        }
+    )
+
+    secret: str = Field(description="The new signing secret. Shown only this once.")
+    previous_secrets_expire_at: datetime = Field(
+        description="Until then the previous secrets still verify, so the sender can switch."
+    )
+
+
+@router.post(
+    "/webhook-secrets/rotate",
+    response_model=RotatedSecret,
+    summary="Rotate the webhook signing secret",
+    responses=problem_responses(401, 403),
+)
+async def rotate_webhook_secret(
+    request: Request, principal: RecentAdminPrincipal, session: SessionDep
+) -> RotatedSecret:
+    """A new signing secret (needs a sign-in within 10 minutes); the old ones keep working for
+    24 hours."""
+    now = utc_now()
+    expires_at = now + ROTATION_OVERLAP
+    current = await session.scalars(
+        select(WebhookSecret).where(WebhookSecret.organization_id == principal.organization_id)
+    )
+    for row in current:
+        if row.expires_at is None or row.expires_at > expires_at:
+            row.expires_at = expires_at
+    secret = generate_webhook_secret()
+    session.add(
+        WebhookSecret(
+            organization_id=principal.organization_id,
+            secret_encrypted=request.app.state.secret_box.encrypt(secret),
+        )
+    )
+    audit.record(
+        session,
+        organization_id=principal.organization_id,
+        actor=principal,
+        action="webhook_secret.rotated",
+        details={"previous_secrets_expire_at": expires_at.isoformat()},
+    )
+    return RotatedSecret(secret=secret, previous_secrets_expire_at=expires_at)
