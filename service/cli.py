@@ -26,6 +26,7 @@ from service.db import (
 from service.kit.crypto import SecretBox
 from service.kit.key_rotation import rotate_encrypted_columns
 from service.models import Organization, Role, User
+from service.observability.logging import configure_logging
 from service.organizations.service import OrganizationError, organization_service
 
 T = TypeVar("T")
@@ -291,12 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("INFO", json_lines=args.command in ("api", "worker"))
     if args.command not in ("migrate", "run", "demo"):
         # Schema checks open an Alembic context, which announces itself at INFO.
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    # One line per outbound request is noise at INFO; failures are logged by our own code.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = get_settings()
         args.handler(args, settings)

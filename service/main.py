@@ -21,6 +21,8 @@ from service.health.endpoints import router as health_router
 from service.integrations.endpoints import router as integrations_router
 from service.kit.body_limit import BodySizeLimitMiddleware
 from service.kit.crypto import SecretBox
+from service.observability.endpoints import router as metrics_router
+from service.observability.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
 from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
@@ -105,6 +107,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             expose_headers=["ETag", "Location"],
         )
 
+    # Outermost, so every answer (errors and 413s included) carries the request id.
+    app.add_middleware(RequestContextMiddleware)
     for router in (
         auth_router,
         catalog_router,
@@ -116,6 +120,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         webhooks_router,
         audit_router,
         health_router,
+        metrics_router,
     ):
         app.include_router(router)
     return app

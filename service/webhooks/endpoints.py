@@ -14,6 +14,7 @@ from service.delivery.dispatch import Dispatcher
 from service.errors import problem_responses
 from service.models import WebhookSecret
 from service.models.base import utc_now
+from service.observability.metrics import DELIVERIES_CREATED, WEBHOOK_EVENTS
 from service.organizations.service import generate_webhook_secret
 from service.webhooks.schemas import WebhookAnswer, request_body_schema
 from service.webhooks.service import intake_service
@@ -66,6 +67,9 @@ async def receive_webhook(
     result = await intake_service.receive(
         session, request.app.state.secret_box, organization_id, body, dict(request.headers)
     )
+    WEBHOOK_EVENTS.labels(result.status).inc()
+    for delivery in result.deliveries:
+        DELIVERIES_CREATED.labels(delivery.status.value).inc()
     if result.status != "accepted":
         response.status_code = status.HTTP_200_OK
     if result.pending_ids:
