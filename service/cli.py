@@ -159,6 +159,18 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def cmd_worker(_: argparse.Namespace, settings: Settings) -> None:
+    if not settings.redis_url:
+        raise CommandError(
+            "CONNECTOR_REDIS_URL is required: the worker takes its jobs from Redis "
+            "(without Redis, `service run` delivers in its own process)"
+        )
+    _check_schema(settings)
+    from service.worker.supervisor import run_worker
+
+    run_worker(settings)
+
+
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> None:
     _migrate(settings)
     print("The database schema is up to date.")
@@ -256,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
     api.set_defaults(handler=cmd_api)
+
+    worker = commands.add_parser(
+        "worker",
+        help="deliver to Qualtrics from the Redis queue, with the sweeper (production; "
+        "restarts itself when Redis restarts)",
+    )
+    worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to this release")
     migrate.set_defaults(handler=cmd_migrate)

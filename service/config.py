@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -30,6 +30,20 @@ MIN_JWT_SECRET_LENGTH = 32
 
 class ConfigurationError(RuntimeError):
     """The settings cannot be used to start the service; the message says which and why."""
+
+
+def _plain_seconds(value: Any) -> Any:
+    # `CONNECTOR_JOB_TIMEOUT=60` means seconds; ISO 8601 (`PT1M`) and `HH:MM:SS` still work.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+# A duration that also accepts a plain number of seconds.
+Seconds = Annotated[timedelta, BeforeValidator(_plain_seconds)]
 
 
 class Settings(BaseSettings):
@@ -57,6 +71,33 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
+    # Delivery: the arq worker, the sweeper and the embedded dispatcher (README "Worker and
+    # queue"). Deliveries are I/O-bound: many jobs per worker, a short poll (reliability-facts
+    # §3.3), and a job timeout just above one Qualtrics call's deadline (45 s), so the jobs of
+    # a SIGKILLed worker run again after job_timeout + 10 s rather than arq's default 310 s.
+    worker_max_jobs: int = Field(default=50, ge=1)
+    worker_poll_delay: Seconds = timedelta(milliseconds=50)
+    job_timeout: Seconds = timedelta(seconds=60)
+    # On SIGTERM, in-flight jobs get this long to finish before they are cancelled.
+    job_completion_wait: Seconds = timedelta(seconds=50)
+    worker_health_check_interval: Seconds = timedelta(seconds=30)
+    sweeper_interval: Seconds = timedelta(seconds=5)
+    # How often enabled integrations are checked against Qualtrics (design §6).
+    integration_health_check_interval: Seconds = timedelta(minutes=15)
+    # A due delivery enqueued longer ago than this is enqueued again; default job_timeout + 15 s.
+    sweep_stale_after: Seconds | None = None
+    sweep_batch_size: int = Field(default=500, ge=1, le=5000)
+    # Consumer tasks of the embedded dispatcher (no Redis); 0 = deliver nothing in process.
+    embedded_workers: int = Field(default=4, ge=0, le=100)
+    # The limiter shared by every worker, per Qualtrics brand (official limits are unknown:
+    # qualtrics-api.md §6.1); waiting for a slot never counts as an attempt.
+    qualtrics_rate_per_second: float = Field(default=10.0, gt=0)
+    # 1: evenly spaced, so every 1-second window stays at the rate (service.delivery.ratelimit).
+    qualtrics_burst: int = Field(default=1, ge=1)
+    qualtrics_max_concurrency: int = Field(default=10, ge=1)
+    # A longer wait is rescheduled instead; it stays inside the job's send budget.
+    qualtrics_rate_max_wait: Seconds = timedelta(seconds=20)
+
     @field_validator("secret_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -79,10 +120,38 @@ class Settings(BaseSettings):
             raise ValueError("CONNECTOR_CORS_ORIGINS may not contain '*'; list the origins")
         return value
 
+    @field_validator(
+        "worker_poll_delay",
+        "job_timeout",
+        "worker_health_check_interval",
+        "sweeper_interval",
+        "sweep_stale_after",
+        "qualtrics_rate_max_wait",
+    )
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("job_completion_wait")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
     @property
     def is_embedded(self) -> bool:
         """True for the embedded default: a SQLite database on this machine."""
         return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def stale_enqueue_after(self) -> timedelta:
+        """How old an enqueue may be before the sweeper enqueues a due delivery again."""
+        if self.sweep_stale_after is not None:
+            return self.sweep_stale_after
+        return self.job_timeout + timedelta(seconds=15)
 
     @property
     def fernet_keys(self) -> list[str]:

@@ -16,6 +16,11 @@ from service.connections.endpoints import router as connections_router
 from service.connections.gateway import QualtricsGateway
 from service.data_fields.endpoints import router as data_fields_router
 from service.db import create_engine, create_sessionmaker, ensure_schema_current
+from service.deliveries.endpoints import router as deliveries_router
+from service.delivery.health_checks import HealthCheckLoop
+from service.delivery.queue import ArqDispatcher, InProcessDispatcher
+from service.delivery.ratelimit import LocalRateLimiter
+from service.delivery.sender import DeliveryContext
 from service.errors import install_error_handlers
 from service.health.endpoints import router as health_router
 from service.integrations.endpoints import router as integrations_router
@@ -28,6 +33,7 @@ from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
 from service.webhooks.endpoints import router as webhooks_router
 from service.webhooks.schemas import REQUEST_BODY_MODELS
+from service.worker.settings import rate_limit_config
 
 API_DESCRIPTION = """
 Delivers completed Creovai interactions, with their conversation insights, into a Qualtrics
@@ -47,6 +53,10 @@ OPENAPI_TAGS = [
         "description": "The five setup steps: credentials, project, data fields, triggers, enable.",
     },
     {"name": "triggers", "description": "Which interactions an integration sends (step 4)."},
+    {
+        "name": "deliveries",
+        "description": "The delivery log: status and attempts, retry, discard held, replay.",
+    },
     {"name": "webhooks", "description": "Signed events from the Creovai platform."},
     {"name": "audit", "description": "Who changed what."},
     {"name": "health", "description": "Liveness and readiness probes."},
@@ -58,6 +68,33 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _create_dispatcher(
+    app: FastAPI, settings: Settings
+) -> ArqDispatcher | InProcessDispatcher | None:
+    """Where intake sends new deliveries: arq when Redis is configured (workers deliver), else
+    the embedded dispatcher, which delivers in this process (`embedded_workers` = 0: nowhere)."""
+    if settings.redis_url:
+        return ArqDispatcher.from_url(settings.redis_url, app.state.sessionmaker)
+    if not settings.embedded_workers:
+        return None
+    limiter = LocalRateLimiter(rate_limit_config(settings))
+
+    def context() -> DeliveryContext:
+        # Read at every delivery, so it is always the process's current gateway.
+        return DeliveryContext(
+            sessionmaker=app.state.sessionmaker,
+            gateway=app.state.qualtrics,
+            limiter=limiter,
+            settings=settings,
+        )
+
+    dispatcher = InProcessDispatcher(
+        context, engine=app.state.engine, sessionmaker=app.state.sessionmaker, settings=settings
+    )
+    dispatcher.start()
+    return dispatcher
+
+
 def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +103,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         gateway = QualtricsGateway.for_settings(
             base_url_template=settings.qualtrics_base_url, box=app.state.secret_box, redis=redis
         )
+        dispatcher: ArqDispatcher | InProcessDispatcher | None = None
+        health_checks: HealthCheckLoop | None = None
         try:
             if check_schema:
                 await ensure_schema_current(engine)
@@ -73,8 +112,22 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.redis = redis
             app.state.qualtrics = gateway
+            dispatcher = _create_dispatcher(app, settings)
+            app.state.dispatcher = dispatcher
+            if isinstance(dispatcher, InProcessDispatcher):
+                # The embedded default has no worker: its scheduled health checks run here.
+                health_checks = HealthCheckLoop(
+                    app.state.sessionmaker,
+                    gateway,
+                    interval=settings.integration_health_check_interval.total_seconds(),
+                )
+                health_checks.start()
             yield
         finally:
+            if health_checks is not None:
+                await health_checks.stop()
+            if dispatcher is not None:
+                await dispatcher.aclose()
             await gateway.aclose()
             if redis is not None:
                 await redis.aclose()
@@ -117,6 +170,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         projects_router,
         data_fields_router,
         triggers_router,
+        deliveries_router,
         webhooks_router,
         audit_router,
         health_router,

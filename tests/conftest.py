@@ -121,6 +121,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "secret_keys": [SecretStr(TEST_FERNET_KEY)],
         "jwt_secret": SecretStr(TEST_JWT_SECRET),
+        # API tests decide when deliveries are sent; tests of the embedded dispatcher opt in.
+        "embedded_workers": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -8,6 +8,7 @@ from service.audit.service import audit
 from service.auth.dependencies import Principal
 from service.connections.gateway import QualtricsGateway
 from service.connections.service import survey_reachable
+from service.deliveries.service import delivery_service
 from service.errors import Conflict
 from service.integrations.readiness import StepState, step_states
 from service.integrations.service import ETAG_KIND, integration_service
@@ -39,7 +40,12 @@ class EnablementService:
         integration_id: uuid.UUID,
         *,
         if_match: str | None,
-    ) -> Integration:
+    ) -> tuple[Integration, list[uuid.UUID]]:
+        """Enable the integration and release its held deliveries.
+
+        Answers the integration and the ids of the released deliveries, now due, for the
+        caller to enqueue once the transaction has committed.
+        """
         integration, steps = await self.readiness(session, principal, integration_id)
         check_if_match(if_match, ETAG_KIND, integration.version)
         incomplete = [state for state in steps if not state.complete]
@@ -68,7 +74,10 @@ class EnablementService:
                 integration_id=integration.id,
             )
             await session.flush()
-        return integration
+        # Also when it was enabled already: a match planned while it was being enabled may
+        # have been held.
+        released = await delivery_service.release_held(session, integration, actor=principal)
+        return integration, released
 
     async def _recheck(
         self,

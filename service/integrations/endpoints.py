@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Response, status
 from service.auth.dependencies import AdminPrincipal, CurrentPrincipal, RecentAdminPrincipal
 from service.connections.gateway import QualtricsGatewayDep
 from service.db import SessionDep
+from service.deliveries.dependencies import EnqueueAfterCommit
 from service.errors import problem_responses
 from service.integrations.dependencies import IfMatch
 from service.integrations.enablement import enablement_service
@@ -155,16 +156,18 @@ async def enable_integration(
     session: SessionDep,
     gateway: QualtricsGatewayDep,
     response: Response,
+    enqueuer: EnqueueAfterCommit,
     if_match: IfMatch = None,
 ) -> IntegrationSchema:
     """Start delivering matches (needs all four steps and a sign-in within 10 minutes).
 
     409 lists the incomplete steps in `incomplete_steps`. An invalid integration is
-    re-checked against Qualtrics first.
+    re-checked against Qualtrics first. Held deliveries are released and sent.
     """
-    integration = await enablement_service.enable(
+    integration, released = await enablement_service.enable(
         session, gateway, principal, integration_id, if_match=if_match
     )
+    enqueuer.enqueue(released)
     return _with_etag(response, integration)
 
 

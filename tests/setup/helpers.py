@@ -108,3 +108,15 @@ async def add_trigger(
         headers=admin.headers,
     )
     assert response.status_code == 201, response.text
+
+
+async def enabled_integration(client: httpx.AsyncClient, admin: Account) -> str:
+    await put_catalog(client, admin)
+    integration_id = await create_integration(client, admin)
+    await connect(client, admin, integration_id)
+    await create_project(client, admin, integration_id)
+    assert (await save_fields(client, admin, integration_id)).status_code == 200
+    await add_trigger(client, admin, integration_id, {"categories": {"any": ["Frustration"]}})
+    enabled = await client.post(f"/v1/integrations/{integration_id}/enable", headers=admin.headers)
+    assert enabled.status_code == 200, enabled.text
+    return integration_id

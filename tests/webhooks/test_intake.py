@@ -17,11 +17,9 @@ from tests.conftest import Account
 from tests.helpers import assert_problem
 from tests.setup.helpers import (
     add_trigger,
-    connect,
     create_integration,
-    create_project,
+    enabled_integration,
     put_catalog,
-    save_fields,
 )
 from tests.webhooks.helpers import (
     STALE,
@@ -48,18 +46,6 @@ def dispatcher(app: FastAPI) -> RecordingDispatcher:
     recorder = RecordingDispatcher()
     app.state.dispatcher = recorder
     return recorder
-
-
-async def enabled_integration(client: httpx.AsyncClient, admin: Account) -> str:
-    await put_catalog(client, admin)
-    integration_id = await create_integration(client, admin)
-    await connect(client, admin, integration_id)
-    await create_project(client, admin, integration_id)
-    assert (await save_fields(client, admin, integration_id)).status_code == 200
-    await add_trigger(client, admin, integration_id, {"categories": {"any": ["Frustration"]}})
-    enabled = await client.post(f"/v1/integrations/{integration_id}/enable", headers=admin.headers)
-    assert enabled.status_code == 200, enabled.text
-    return integration_id
 
 
 async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:  # type: ignore[type-arg]
