@@ -8,6 +8,10 @@ production.
 import asyncio
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -276,3 +280,66 @@ def connection_body(**overrides: str) -> dict[str, str]:
         "subdomain": QUALTRICS_SUBDOMAIN,
         **overrides,
     }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# -- the fake Qualtrics over HTTP -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fake_qualtrics_url() -> Iterator[str]:
+    port = free_port()
+    account = f"{QUALTRICS_CLIENT_ID}:{QUALTRICS_CLIENT_SECRET}:{QUALTRICS_SUBDOMAIN}:acme"
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [
+            sys.executable,
+            "-m",
+            "service.testing.fake_qualtrics",
+            "--port",
+            str(port),
+            "--account",
+            account,
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_fake/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("the fake Qualtrics did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+async def fake_control(fake_qualtrics_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The fake's control surface; reset (config included) after each test."""
+    async with httpx.AsyncClient(base_url=fake_qualtrics_url, timeout=10) as control:
+        yield control
+        await control.patch("/_fake/config", json={"latency_seconds": 0})
+        await control.post("/_fake/reset")
+        await control.post(
+            "/_fake/accounts",
+            json={
+                "client_id": QUALTRICS_CLIENT_ID,
+                "client_secret": QUALTRICS_CLIENT_SECRET,
+                "datacenter": QUALTRICS_SUBDOMAIN,
+                "brand_id": "acme",
+            },
+        )

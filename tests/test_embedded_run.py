@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.conftest import free_port
 
 
 class EmbeddedService:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.output = workdir / f"run-{self.port}.log"
 
@@ -90,7 +84,7 @@ def test_first_start_prints_a_working_login_and_restart_keeps_it(
     assert (embedded.workdir / "connector.secrets.json").exists()
 
     # A second start reuses the database and the generated secrets: same login, no new demo.
-    embedded.port = _free_port()
+    embedded.port = free_port()
     embedded.base_url = f"http://127.0.0.1:{embedded.port}"
     embedded.output = embedded.workdir / "second.log"
     process = embedded.start()
@@ -105,7 +99,7 @@ def test_first_start_prints_a_working_login_and_restart_keeps_it(
 
 
 def test_demo_configures_an_integration_against_the_fake(tmp_path: Path) -> None:
-    port, fake_port = _free_port(), _free_port()
+    port, fake_port = free_port(), free_port()
     log_path = tmp_path / "demo.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
     with log_path.open("wb") as log:

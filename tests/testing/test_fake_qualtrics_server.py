@@ -1,7 +1,6 @@
 """The fake over real HTTP: uvicorn in this process, and the command line in a subprocess."""
 
 import asyncio
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +12,7 @@ import pytest
 import uvicorn
 
 from service.testing.fake_qualtrics import FakeQualtrics, create_fake_qualtrics_app
+from tests.conftest import free_port
 
 from .helpers import result_of
 
@@ -113,13 +113,6 @@ class TestLiveServer:
 
             assert (await client.get("/_fake/health")).status_code == 200
         assert live_server.fake.request_log[-1].fault == "body"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_the_command_line_serves_preregistered_accounts() -> None:

@@ -33,16 +33,13 @@ from service.models import Delivery, DeliveryStatus, Interaction
 from service.models.base import utc_now
 from tests.conftest import (
     CANARY_SECRETS,
-    QUALTRICS_CLIENT_ID,
-    QUALTRICS_CLIENT_SECRET,
-    QUALTRICS_SUBDOMAIN,
     TEST_FERNET_KEY,
     TEST_JWT_SECRET,
     Account,
     _empty_tables,
+    free_port,
     make_settings,
 )
-from tests.e2e.conftest import free_port
 from tests.setup.helpers import (
     add_trigger,
     connect,
@@ -123,62 +120,6 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flushall()
     return redis_server.url
-
-
-# -- the fake Qualtrics over HTTP -------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def fake_qualtrics_url() -> Iterator[str]:
-    port = free_port()
-    account = f"{QUALTRICS_CLIENT_ID}:{QUALTRICS_CLIENT_SECRET}:{QUALTRICS_SUBDOMAIN}:acme"
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [
-            sys.executable,
-            "-m",
-            "service.testing.fake_qualtrics",
-            "--port",
-            str(port),
-            "--account",
-            account,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_fake/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("the fake Qualtrics did not start")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-
-
-@pytest.fixture
-async def fake_control(fake_qualtrics_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The fake's control surface; reset (config included) after each test."""
-    async with httpx.AsyncClient(base_url=fake_qualtrics_url, timeout=10) as control:
-        yield control
-        await control.patch("/_fake/config", json={"latency_seconds": 0})
-        await control.post("/_fake/reset")
-        await control.post(
-            "/_fake/accounts",
-            json={
-                "client_id": QUALTRICS_CLIENT_ID,
-                "client_secret": QUALTRICS_CLIENT_SECRET,
-                "datacenter": QUALTRICS_SUBDOMAIN,
-                "brand_id": "acme",
-            },
-        )
 
 
 # -- the app: PostgreSQL, the fake over HTTP, no in-process delivery --------------------------

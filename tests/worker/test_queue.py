@@ -26,8 +26,7 @@ from service.delivery.sender import Outcome
 from service.models import Delivery
 from service.models.base import utc_now
 from service.worker import tasks
-from tests.conftest import Account
-from tests.e2e.conftest import free_port
+from tests.conftest import Account, free_port
 from tests.worker.conftest import enabled_integration, plan_deliveries
 
 QUEUE = "arq:queue"
