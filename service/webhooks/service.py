@@ -12,7 +12,7 @@ of one webhook exactly one inserts and the others see a conflict and answer `dup
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Executable, select
@@ -39,9 +39,12 @@ from service.webhooks.verification import SignatureRejected, verify_signature
 WEBHOOK_ACTOR = "webhook"
 
 
+IntakeStatus = Literal["accepted", "duplicate", "stale", "catalog_updated"]
+
+
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
-    status: str
+    status: IntakeStatus
     deliveries: list[Delivery]
 
     @property
