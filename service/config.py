@@ -67,7 +67,9 @@ class Settings(BaseSettings):
 
     # Interactions carry transcripts: generous, but bounded (reliability-facts §5.4).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    docs_enabled: bool = True
+    # Swagger UI and the OpenAPI document: on for the embedded default, off elsewhere unless
+    # enabled (an exposed API map is a misconfiguration in production, OWASP API8).
+    docs_enabled: bool | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
@@ -152,6 +154,10 @@ class Settings(BaseSettings):
         if self.sweep_stale_after is not None:
             return self.sweep_stale_after
         return self.job_timeout + timedelta(seconds=15)
+
+    @property
+    def serve_docs(self) -> bool:
+        return self.is_embedded if self.docs_enabled is None else self.docs_enabled
 
     @property
     def fernet_keys(self) -> list[str]:

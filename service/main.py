@@ -140,9 +140,9 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         openapi_tags=OPENAPI_TAGS,
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url="/docs" if settings.serve_docs else None,
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.serve_docs else None,
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.settings = settings

@@ -92,6 +92,12 @@ class TestEmbeddedDefault:
 
 
 class TestOtherSettings:
+    def test_docs_are_on_for_the_embedded_default_and_off_elsewhere_unless_enabled(self) -> None:
+        assert settings().serve_docs is True
+        assert settings(database_url=POSTGRES).serve_docs is False
+        assert settings(database_url=POSTGRES, docs_enabled="true").serve_docs is True
+        assert settings(docs_enabled="false").serve_docs is False
+
     def test_cors_wildcard_refused(self) -> None:
         with pytest.raises(ValidationError, match="may not contain"):
             settings(cors_origins="https://a.example, *")
