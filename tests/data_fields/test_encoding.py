@@ -6,10 +6,11 @@ from typing import Any
 import pytest
 
 from service.catalog.schemas import CatalogDocument
-from service.data_fields.encoding import compile_plan, encode_response, range_encoder, utc_text
+from service.data_fields.encoding import compile_plan, encode_response
 from service.data_fields.languages import qualtrics_language
 from service.data_fields.schemas import DataField, FieldTarget, Placement
 from service.data_fields.targets import target_key
+from service.data_fields.values import range_encoder, utc_text
 from tests.data_fields.factories import (
     APP_URL,
     CATALOG,

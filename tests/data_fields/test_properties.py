@@ -10,13 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.catalog.schemas import CatalogDocument, Score
-from service.data_fields.encoding import (
-    METADATA_KEYS,
-    compile_plan,
-    range_encoder,
-    utc_text,
-    whole_seconds,
-)
+from service.data_fields.encoding import METADATA_KEYS, compile_plan
 from service.data_fields.schemas import (
     CUSTOMER_DETAIL_KEYS,
     INTERACTION_DETAIL_KEYS,
@@ -27,6 +21,7 @@ from service.data_fields.schemas import (
 )
 from service.data_fields.targets import RESERVED_EMBEDDED_FIELDS
 from service.data_fields.validation import allowed_formats, validate_selection
+from service.data_fields.values import range_encoder, utc_text, whole_seconds
 from service.interactions.schemas import Interaction
 from tests.data_fields.factories import APP_URL, synced_field_map
 
