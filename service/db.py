@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -46,12 +47,40 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
     # Fail fast when PostgreSQL is down: intake answers 503 in seconds, not after asyncpg's
     # 60 s default, so the sender retries instead of timing out.
     kwargs.setdefault("pool_timeout", 5)
     kwargs.setdefault("connect_args", {"timeout": 5})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    # Instead of `pool_pre_ping`, whose ping has no deadline (below).
+    event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
+    return engine
+
+
+# How long a pooled PostgreSQL connection may take to answer the check before it is used.
+PING_TIMEOUT = 2.0
+
+
+def _ping_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """`pool_pre_ping` with a deadline (tests/faults: PostgreSQL partitioned at intake).
+
+    SQLAlchemy's own pre-ping waits for the answer without a timeout, so once the pooled
+    connections went silent (a network partition, a frozen server or proxy: no reset, no
+    answer) every request that drew one hung until the kernel gave up, many minutes later,
+    instead of answering 503. Here a ping that fails (the server restarted) makes the pool
+    reconnect, exactly like pre-ping; a ping with no answer in PING_TIMEOUT ends the request
+    with `TimeoutError` (an OSError: 503 with Retry-After, nothing stored), and the pool
+    discards that connection (closed at once: a polite close would wait 2 s more for it).
+    """
+    try:
+        dbapi_connection.run_async(
+            lambda connection: connection.fetchval("SELECT 1", timeout=PING_TIMEOUT)
+        )
+    except TimeoutError:
+        dbapi_connection.driver_connection.terminate()
+        raise
+    except Exception as exc:
+        raise DisconnectionError(f"the pooled connection failed its check: {exc!r}") from exc
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

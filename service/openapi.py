@@ -8,9 +8,10 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.errors import PROBLEM_JSON
+from service.errors import PROBLEM_JSON, problem_responses
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+WRITE_METHODS = ("post", "put", "patch", "delete")
 
 
 def _problem_only(document: dict[str, Any]) -> None:
@@ -22,6 +23,22 @@ def _problem_only(document: dict[str, Any]) -> None:
                 content = response.get("content", {})
                 if PROBLEM_JSON in content:
                     content.pop("application/json", None)
+
+
+def _document_body_cap(document: dict[str, Any]) -> None:
+    # The body cap (service.kit.body_limit) answers 413 on any route sent too much; every
+    # write route documents it, as routes do with their own refusals.
+    def too_large() -> dict[str, Any]:
+        return {
+            "description": problem_responses(413)[413]["description"],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": REF_TEMPLATE.format(model="Problem")}}},
+        }
+
+    for path_item in document.get("paths", {}).values():
+        for method, operation in path_item.items():
+            responses = operation.get("responses", {})
+            if method in WRITE_METHODS and "413" not in responses:
+                operation["responses"] = dict(sorted({**responses, "413": too_large()}.items()))
 
 
 def _add_models(document: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
@@ -46,6 +63,7 @@ def install_openapi(app: FastAPI, *, extra_models: Sequence[type[BaseModel]] = (
                 tags=app.openapi_tags,
             )
             _problem_only(document)
+            _document_body_cap(document)
             _add_models(document, extra_models)
             app.openapi_schema = document
         return app.openapi_schema

@@ -2,12 +2,14 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AfterValidator
 from sqlalchemy import select
 
 from service.audit.schemas import AuditLogEntry as AuditLogEntrySchema
 from service.auth.dependencies import AdminPrincipal
 from service.db import SessionDep
 from service.errors import problem_responses
+from service.interactions.schemas import no_nul
 from service.kit.pagination import Page, PageParams, page_params, paginate
 from service.models import AuditLogEntry
 
@@ -28,7 +30,9 @@ async def list_audit_log(
         uuid.UUID | None, Query(description="Only entries about this integration.")
     ] = None,
     action: Annotated[
-        str | None, Query(max_length=100, description="Only entries with this action.")
+        # Compared in SQL: a NUL is a 422 here, not a PostgreSQL error (500).
+        Annotated[str, AfterValidator(no_nul)] | None,
+        Query(max_length=100, description="Only entries with this action."),
     ] = None,
 ) -> Page[AuditLogEntrySchema]:
     """Who changed what, newest first (admins only)."""

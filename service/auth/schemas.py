@@ -1,9 +1,10 @@
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.interactions.schemas import no_nul
 from service.models import Role
 
 
@@ -21,7 +22,10 @@ class TokenRequest(BaseModel):
     grant_type: Literal["password"] | None = Field(
         default=None, description="`password`, or omit it."
     )
-    username: str = Field(max_length=320, description="Your email address.")
+    # Compared in SQL: a NUL is a 422 here, not a PostgreSQL error (500).
+    username: Annotated[str, AfterValidator(no_nul)] = Field(
+        max_length=320, description="Your email address."
+    )
     password: str = Field(max_length=1024)
     scope: str = Field(default="", max_length=1000, description="Ignored: roles decide access.")
 

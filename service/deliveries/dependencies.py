@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 
 from service.deliveries.service import DeliveryFilters
 from service.delivery.dispatch import Dispatcher
 from service.errors import FieldError, UnprocessableEntity
+from service.interactions.schemas import no_nul
 from service.models import DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def delivery_filters(
         Query(description="Only deliveries created before this time (with its offset)."),
     ] = None,
     interaction_id: Annotated[
-        str | None,
+        # Compared in SQL: a NUL is a 422 here, not a PostgreSQL error (500).
+        Annotated[str, AfterValidator(no_nul)] | None,
         Query(min_length=1, max_length=200, description="Only this Creovai interaction's."),
     ] = None,
 ) -> DeliveryFilters:

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from service.interactions.schemas import Moment
 from service.models import Delivery as DeliveryRow
 from service.models import DeliveryStatus
 
@@ -184,8 +185,8 @@ class ReplayRequest(BaseModel):
         },
     )
 
-    from_: AwareDatetime = Field(alias="from", description="Earliest start (inclusive).")
-    to: AwareDatetime = Field(description="Latest start (exclusive); at most 31 days after `from`.")
+    from_: Moment = Field(alias="from", description="Earliest start (inclusive).")
+    to: Moment = Field(description="Latest start (exclusive); at most 31 days after `from`.")
     dry_run: bool = Field(
         default=True, description="Only count what would be delivered; create nothing."
     )

@@ -507,6 +507,11 @@ async def _record(
         if result.outcome is Outcome.DELIVERED:
             applied = await _mark_delivered(session, claim, result, context.clock(), attempts)
         elif result.outcome is Outcome.HELD:
+            if result.invalidate is not None:
+                # The integration before this delivery's row, as `invalidate_and_hold` locks
+                # them: runs that met the same 401 or 404 queue here instead of each holding
+                # its own row while waiting for the others' (a deadlock on PostgreSQL).
+                await _lock_integration(session, claim.integration_id)
             applied = await _fenced_update(
                 session,
                 claim,
@@ -586,6 +591,11 @@ async def invalidate_and_hold(
     checks. Idempotent: an integration that is already invalid and disabled gets no second
     audit entry. Only flushes; the caller's transaction commits.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        # The integration row first, then its deliveries, like every other writer of both
+        # (enabling, a delivery's record step): concurrent invalidations of one integration
+        # queue on this lock instead of deadlocking over each other's delivery rows.
+        await _lock_integration(session, integration_id)
     # The UPDATE first: on SQLite it takes the write lock, so the read below cannot go stale.
     await session.execute(
         update(Delivery)
@@ -602,6 +612,13 @@ async def invalidate_and_hold(
     if integration.enabled or integration.health != IntegrationHealth.INVALID:
         integration_service.invalidate(session, integration, reason=reason, actor=WORKER_ACTOR)
         await session.flush()
+
+
+async def _lock_integration(session: AsyncSession, integration_id: uuid.UUID) -> None:
+    """SELECT ... FOR UPDATE of the integration row (nothing on SQLite: one writer at a time)."""
+    await session.execute(
+        select(Integration.id).where(Integration.id == integration_id).with_for_update()
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -19,9 +20,37 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-ShortText = Annotated[str, StringConstraints(max_length=500)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# What PostgreSQL cannot store is refused here, as a 422, not by the database as a 500: NUL in
+# text and JSONB, NaN and Infinity in JSONB, and times outside its (and Python's) calendar.
+# The window is far from both ends, so conversions to UTC and to a trigger's zone never
+# overflow, and far beyond any real interaction.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "Must not contain the NUL character (U+0000).")
+    return value
+
+
+def within_window(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "Must be from 1970-01-01 to before 3000-01-01 (UTC)."
+        )
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(within_window)]
+ShortText = Annotated[str, StringConstraints(max_length=500), AfterValidator(no_nul)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(no_nul),
+]
 MetadataValue = str | int | float | bool | None
 
 MAX_LIST_ITEMS = 1000
@@ -131,11 +160,11 @@ class Interaction(BaseModel):
         extra="ignore", frozen=True, json_schema_extra={"examples": [INTERACTION_EXAMPLE]}
     )
 
-    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    id: Name
     channel: Channel
     direction: Direction = Direction.UNKNOWN
-    started_at: AwareDatetime = Field(description="With its UTC offset, which dates use.")
-    ended_at: AwareDatetime | None = None
+    started_at: Moment = Field(description="With its UTC offset, which dates use.")
+    ended_at: Moment | None = None
     duration_seconds: float | None = Field(default=None, ge=0, le=10 * 24 * 3600)
     talk_time_seconds: float | None = Field(default=None, ge=0, le=10 * 24 * 3600)
     language: str | None = Field(default=None, pattern=r"^[a-z]{3}$", description="ISO 639-3.")
@@ -151,7 +180,7 @@ class Interaction(BaseModel):
     metadata: dict[Annotated[str, StringConstraints(max_length=200)], MetadataValue] = Field(
         default_factory=dict, max_length=MAX_LIST_ITEMS
     )
-    url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)] | None = None
 
     @field_validator("language", mode="before")
     @classmethod
@@ -162,6 +191,22 @@ class Interaction(BaseModel):
     @classmethod
     def _upper_country(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable_metadata(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        for key, item in value.items():
+            if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+                raise PydanticCustomError(
+                    "nul_character",
+                    "Metadata {key} must not contain the NUL character (U+0000).",
+                    {"key": repr(key)},
+                )
+            if isinstance(item, float) and not math.isfinite(item):
+                raise PydanticCustomError(
+                    "finite_number", "Metadata {key} must be a finite number.", {"key": repr(key)}
+                )
+        return value
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> "Interaction":

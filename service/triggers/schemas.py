@@ -36,7 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.catalog.schemas import Name
-from service.interactions.schemas import Channel, Direction
+from service.interactions.schemas import Channel, Direction, no_nul
 
 MAX_TRIGGERS_PER_INTEGRATION = 200
 MAX_CATEGORY_NAMES = 500
@@ -95,7 +95,11 @@ def _metadata_criterion_value(value: Any) -> Any:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(no_nul),
+]
 CountryCode = Annotated[
     str,
     # Letters in either case are accepted and stored in upper case (as the intake does).
@@ -124,6 +128,7 @@ MetadataCriterionValue = Annotated[
     str,
     BeforeValidator(_metadata_criterion_value),
     StringConstraints(max_length=500),
+    AfterValidator(no_nul),
     Field(description="Compared as text; numbers and booleans are accepted and stored as text."),
 ]
 MetadataValues = Annotated[list[MetadataCriterionValue], Field(max_length=MAX_VALUES)]

@@ -18,6 +18,7 @@ from service.observability.metrics import DELIVERIES_CREATED, WEBHOOK_EVENTS
 from service.organizations.service import generate_webhook_secret
 from service.webhooks.schemas import WebhookAnswer, request_body_schema
 from service.webhooks.service import intake_service
+from service.webhooks.verification import signature_headers
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,11 @@ async def receive_webhook(
     """
     body = await request.body()
     result = await intake_service.receive(
-        session, request.app.state.secret_box, organization_id, body, dict(request.headers)
+        session,
+        request.app.state.secret_box,
+        organization_id,
+        body,
+        signature_headers(request.headers),
     )
     WEBHOOK_EVENTS.labels(result.status).inc()
     for delivery in result.deliveries:

@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from service.catalog.schemas import CatalogDocument
-from service.interactions.schemas import INTERACTION_EXAMPLE, Interaction
+from service.interactions.schemas import INTERACTION_EXAMPLE, Interaction, Moment
 
 
 class InteractionEvent(BaseModel):
@@ -23,7 +23,7 @@ class InteractionEvent(BaseModel):
     )
 
     type: Literal["interaction.completed", "interaction.updated"]
-    timestamp: AwareDatetime = Field(description="When the platform produced this version.")
+    timestamp: Moment = Field(description="When the platform produced this version.")
     data: Interaction
 
 
@@ -42,7 +42,7 @@ class CatalogEvent(BaseModel):
     )
 
     type: Literal["catalog.updated"]
-    timestamp: AwareDatetime
+    timestamp: Moment
     data: CatalogDocument
 
 
