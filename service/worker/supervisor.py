@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from arq.worker import Worker, create_worker
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.config import Settings
@@ -102,9 +102,13 @@ class Supervisor:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we were cancelled, not the worker stopped by a signal
-        except CONNECTION_LOST as exc:
+        except (*CONNECTION_LOST, WatchError) as exc:
             # Mostly Redis; a database that refuses connections at startup lands here too,
-            # and waiting for it is just as right.
+            # and waiting for it is just as right. redis-py reports a connection that died
+            # while arq's job pickup was WATCHing a key as a WatchError raised while handling
+            # the ConnectionError (tests/faults: Redis SIGKILLed mid-run): the same outage.
+            if isinstance(exc, WatchError) and not isinstance(exc.__context__, CONNECTION_LOST):
+                raise
             lost = True
             logger.warning("the worker lost its connection: %s: %s", type(exc).__name__, exc)
         finally:
