@@ -4,14 +4,11 @@ the database is the outbox and the sweeper enqueues again whatever is due."""
 
 import asyncio
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 
@@ -20,7 +17,7 @@ from service.worker import supervisor as supervisor_module
 from service.worker.supervisor import Supervisor
 from tests.conftest import make_settings
 from tests.faults.conftest import ScenarioFactory
-from tests.worker.conftest import REDIS_SERVER, RedisServer, Workers, eventually
+from tests.worker.conftest import RedisServer, Workers, eventually
 
 ARQ_QUEUE = "arq:queue"
 UNUSED_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/unused"
@@ -29,34 +26,7 @@ UNUSED_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/unused"
 class AofRedisServer(RedisServer):
     """Like the worker tests' redis-server, but with an append-only file in its own dir."""
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 (the machine's redis-server)
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        pytest.fail("the AOF redis-server did not start")
+    persistence = ("--appendonly", "yes", "--appendfsync", "everysec")
 
 
 @pytest.fixture(params=["no_persistence", "aof_everysec"])

@@ -59,6 +59,9 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 class RedisServer:
     """A redis-server of this test session on a free port, without persistence."""
 
+    # What a subclass changes to run with persistence (see tests/faults).
+    persistence: tuple[str, ...] = ("--appendonly", "no")
+
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
@@ -75,8 +78,7 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *self.persistence,
                 "--dir",
                 str(self.workdir),
             ],
