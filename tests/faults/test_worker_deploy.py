@@ -1,4 +1,5 @@
-"""(a) A deploy: the old worker gets SIGTERM with deliveries in flight, a new one takes over."""
+"""(a) A deploy: the old worker gets SIGTERM with deliveries in flight, a new one takes over;
+and a worker killed outright (SIGKILL) with deliveries in flight."""
 
 import signal
 import time
@@ -6,8 +7,8 @@ import time
 import httpx
 
 from service.models import DeliveryStatus
-from tests.faults.conftest import ScenarioFactory
-from tests.worker.conftest import Workers, eventually
+from tests.faults.conftest import RESPONSES, ScenarioFactory, add_fault
+from tests.worker.conftest import Workers, eventually, responses_by_key
 
 
 async def test_sigterm_during_a_deploy_finishes_what_is_in_flight(
@@ -50,3 +51,49 @@ async def test_sigterm_during_a_deploy_finishes_what_is_in_flight(
     for delivery_id in claimed:
         assert f"delivery_id={delivery_id} " in old_log
     assert {row.attempts for row in await run.rows()} == {1}
+
+
+async def test_sigkill_with_deliveries_in_flight_loses_and_doubles_nothing(
+    scenario: ScenarioFactory, fake_control: httpx.AsyncClient, workers: Workers
+) -> None:
+    run = await scenario("worker_sigkill")
+    # Qualtrics stores each response, then takes 2 s to answer: when the worker is killed,
+    # responses exist in Qualtrics that the service has not yet recorded as delivered.
+    await add_fault(
+        fake_control,
+        kind="hang",
+        phase="after",
+        seconds=2.0,
+        count=None,
+        method="POST",
+        path_pattern=RESPONSES,
+    )
+    first = workers.start(worker_max_jobs="40")
+    await run.acknowledge(30)
+
+    claimed: list[object] = []
+
+    async def twenty_stored() -> bool:
+        claimed[:] = await run.in_flight()
+        stored = await responses_by_key(fake_control, run.integration.survey_id)
+        return len(stored) >= 20
+
+    await eventually(twenty_stored, within=15, explain=run.explain)
+    first.signal(signal.SIGKILL)
+    first.wait(timeout=5)
+    run.mark("sigkill")
+    stored = len(await responses_by_key(fake_control, run.integration.survey_id))
+    recorded = (await run.counts())[DeliveryStatus.DELIVERED]
+    await fake_control.delete("/_fake/faults")
+    workers.start()
+
+    summary = await run.finish(
+        {DeliveryStatus.DELIVERED: 30},
+        within=40,
+        in_flight_at_sigkill=len(claimed),
+        stored_unrecorded_at_sigkill=stored - recorded,
+    )
+    assert len(claimed) >= 20
+    # Each response stored before the kill but never recorded was sent again with the same
+    # Idempotency-Key; Qualtrics answered with the first response instead of storing another.
+    assert summary.extra["posts"] - 30 >= stored - recorded >= 20
