@@ -31,8 +31,11 @@ from service.observability.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
 from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
+from service.webhooks.batching import IntakeBatcher
 from service.webhooks.endpoints import router as webhooks_router
 from service.webhooks.schemas import REQUEST_BODY_MODELS
+from service.webhooks.service import IntakeService
+from service.webhooks.signing_secrets import SigningSecretCache
 from service.worker.settings import rate_limit_config
 
 API_DESCRIPTION = """
@@ -104,6 +107,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             base_url_template=settings.qualtrics_base_url, box=app.state.secret_box, redis=redis
         )
         dispatcher: ArqDispatcher | InProcessDispatcher | None = None
+        intake: IntakeService | None = None
         health_checks: HealthCheckLoop | None = None
         try:
             if check_schema:
@@ -114,6 +118,13 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             app.state.qualtrics = gateway
             dispatcher = _create_dispatcher(app, settings)
             app.state.dispatcher = dispatcher
+            intake = IntakeService(
+                SigningSecretCache(app.state.sessionmaker, app.state.secret_box),
+                # Looked up per batch: tests replace the dispatcher of a running app.
+                IntakeBatcher(app.state.sessionmaker, lambda: app.state.dispatcher),
+            )
+            intake.batcher.start()
+            app.state.intake = intake
             if isinstance(dispatcher, InProcessDispatcher):
                 # The embedded default has no worker: its scheduled health checks run here.
                 health_checks = HealthCheckLoop(
@@ -126,6 +137,9 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         finally:
             if health_checks is not None:
                 await health_checks.stop()
+            if intake is not None:
+                # Answer the webhooks waiting for a commit before the queue goes away.
+                await intake.batcher.aclose()
             if dispatcher is not None:
                 await dispatcher.aclose()
             await gateway.aclose()

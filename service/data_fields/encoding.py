@@ -91,6 +91,7 @@ from service.data_fields.values import (
     band_index,
     call_group_names,
     clock_text,
+    day_text,
     group_members_encoder,
     link,
     metadata_text,
@@ -218,6 +219,7 @@ class _Skip(Exception):
 _HELPERS: dict[str, Any] = {
     "_utc": utc_text,
     "_clock": clock_text,
+    "_day": day_text,
     "_whole": whole_seconds,
     "_link": link,
     "_call_groups": call_group_names,
@@ -249,8 +251,9 @@ _FACTS: dict[str, str] = {
     "scores": (  # the first of a name wins, as in Interaction.score
         "scores = {}\n"
         "for score in i.scores:\n"
-        "    if score.name not in scores:\n"
-        "        scores[score.name] = score.value"
+        "    name = score.name\n"
+        "    if name not in scores:\n"
+        "        scores[name] = score.value"
     ),
     "metadata": "metadata = i.metadata",
     "agent": "agent = i.agent",
@@ -266,7 +269,7 @@ if v:
 
 # interaction_detail key → (code template, facts needed, reason when absent or None if never).
 _DETAIL_CODE: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "date": ("values[{key}] = start.date().isoformat()", (), None),
+    "date": ("values[{key}] = _day(start)", (), None),
     "time": ("values[{key}] = _clock(start)", (), None),
     "started_at": ("values[{key}] = start_utc", (), None),
     "ended_at": ("if end is not None:\n    values[{key}] = end_utc", (), "no end time"),

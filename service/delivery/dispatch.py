@@ -7,7 +7,14 @@ due and was not enqueued recently. Callers therefore log a failure and carry on.
 
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+
+class QueuedDelivery(NamedTuple):
+    """A delivery to enqueue, with the request id of the webhook that created it (for logs)."""
+
+    delivery_id: uuid.UUID
+    request_id: str | None
 
 
 class Dispatcher(Protocol):
@@ -15,6 +22,10 @@ class Dispatcher(Protocol):
         self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
     ) -> None:
         """Ask for these deliveries to be attempted soon (after their transaction committed)."""
+        ...
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        """The same for deliveries of several requests at once (one intake batch)."""
         ...
 
 

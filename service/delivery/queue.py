@@ -33,7 +33,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from service.delivery.dispatch import job_id
+from service.delivery.arq_batch import BatchEnqueuer, JobSpec
+from service.delivery.dispatch import QueuedDelivery, job_id
 from service.delivery.sender import DeliveryContext, Outcome, send_delivery
 from service.models import Delivery
 from service.models.base import utc_now
@@ -135,6 +136,7 @@ class ArqDispatcher:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._owns_redis = owns_redis
+        self._enqueue_batch = BatchEnqueuer(redis)
 
     @classmethod
     def from_url(
@@ -182,6 +184,33 @@ class ArqDispatcher:
             )
         await mark_enqueued(self._sessionmaker, accepted, enqueued_at)
         return len(accepted)
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        """One intake batch's deliveries in one Redis round trip (service.delivery.arq_batch)."""
+        if not deliveries:
+            return
+        enqueued_at = self._clock()
+        jobs = [
+            JobSpec(
+                job_id(delivery.delivery_id),
+                DELIVERY_SEND,
+                (str(delivery.delivery_id),),
+                {"request_id": delivery.request_id},
+            )
+            for delivery in deliveries
+        ]
+        try:
+            await self._enqueue_batch(jobs)
+        except Exception:
+            logger.warning(
+                "could not enqueue %d deliveries; the sweeper will enqueue them",
+                len(deliveries),
+                exc_info=True,
+            )
+            return
+        await mark_enqueued(
+            self._sessionmaker, [delivery.delivery_id for delivery in deliveries], enqueued_at
+        )
 
     async def aclose(self) -> None:
         if self._owns_redis:
@@ -246,6 +275,12 @@ class InProcessDispatcher:
         self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
     ) -> int:
         enqueued_at = self._clock()
+        accepted = self._accept(delivery_ids, request_id)
+        await mark_enqueued(self._sessionmaker, accepted, enqueued_at)
+        return len(accepted)
+
+    def _accept(self, delivery_ids: Sequence[uuid.UUID], request_id: str | None) -> list[uuid.UUID]:
+        """Queue what is not queued yet, in order, until the queue is full."""
         accepted: list[uuid.UUID] = []
         for delivery_id in delivery_ids:
             if delivery_id not in self._known:
@@ -254,8 +289,17 @@ class InProcessDispatcher:
                 self._known.add(delivery_id)
                 self._queue.put_nowait((delivery_id, request_id))
             accepted.append(delivery_id)
+        return accepted
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        by_request: dict[str | None, list[uuid.UUID]] = {}
+        for delivery in deliveries:
+            by_request.setdefault(delivery.request_id, []).append(delivery.delivery_id)
+        enqueued_at = self._clock()
+        accepted: list[uuid.UUID] = []
+        for request_id, delivery_ids in by_request.items():
+            accepted.extend(self._accept(delivery_ids, request_id))
         await mark_enqueued(self._sessionmaker, accepted, enqueued_at)
-        return len(accepted)
 
     @property
     def queued(self) -> int:

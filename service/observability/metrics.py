@@ -27,6 +27,12 @@ WEBHOOK_EVENTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+INTAKE_BATCH_SIZE = Histogram(
+    "connector_intake_batch_webhooks",
+    "Completed interactions stored per intake commit (group commit; 1 when idle).",
+    registry=REGISTRY,
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
 DELIVERIES_CREATED = Counter(
     "connector_deliveries_created_total",
     "Deliveries created at intake, by initial status.",

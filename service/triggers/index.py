@@ -3,9 +3,10 @@
 Each enabled trigger is one bit of an int, in position order. For every kind of criterion some
 trigger uses, an index answers "which triggers accept this interaction's value" as a mask, in a
 dictionary lookup or two bisections; the masks are ANDed, and the lowest surviving bit wins.
-The cost grows with the kinds of criteria in use and the size of the interaction, hardly with
-the number of triggers. The one per-trigger cost left is `sample_rate`: one SHA-256 (about
-0.3 µs) for each candidate that reaches its sample, in position order, until one is kept.
+A kind that none of the triggers still in uses is skipped. The cost grows with the kinds of
+criteria in use and the size of the interaction, hardly with the number of triggers. The one
+per-trigger cost left is `sample_rate`: one SHA-256 (about 0.3 µs) for each candidate that
+reaches its sample, in position order, until one is kept.
 
 `CompiledTrigger.matches` is the reference; the property tests check that both agree.
 """
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from hashlib import sha256
 from operator import attrgetter
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from service.interactions.schemas import Interaction
 from service.triggers.compiled import (
@@ -30,36 +31,42 @@ from service.triggers.compiled import (
 )
 from service.triggers.schemas import metadata_text
 
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
 MaskFilter = Callable[[Interaction], int]
 
 
-class _RangeIndex:
-    """Which triggers' inclusive [lower, upper] bounds hold a value, by two bisections."""
+def _range_index(
+    bits: Sequence[int], bounds: Sequence[tuple[Any, Any] | None]
+) -> Callable[[Any], int]:
+    """`value →` the mask of triggers whose inclusive [lower, upper] bounds hold it (None: the
+    triggers without bounds), by two bisections."""
+    free = 0  # triggers without this constraint: they accept anything
+    bounded: list[tuple[int, Any, Any]] = []
+    for bit, bound in zip(bits, bounds, strict=True):
+        if bound is None:
+            free |= bit
+        else:
+            bounded.append((bit, *bound))
+    by_low = sorted(bounded, key=lambda item: item[1])
+    lows = [low for _, low, _ in by_low]
+    prefix = [0]
+    for bit, _, _ in by_low:
+        prefix.append(prefix[-1] | bit)
+    by_high = sorted(bounded, key=lambda item: item[2])
+    highs = [high for _, _, high in by_high]
+    suffix = [0] * (len(by_high) + 1)
+    for index in range(len(by_high) - 1, -1, -1):
+        suffix[index] = suffix[index + 1] | by_high[index][0]
 
-    __slots__ = ("_free", "_highs", "_lows", "_prefix", "_suffix")
-
-    def __init__(self, free: int, bounded: list[tuple[int, Any, Any]]) -> None:
-        self._free = free  # triggers without this constraint: they accept anything
-        by_low = sorted(bounded, key=lambda item: item[1])
-        self._lows = [low for _, low, _ in by_low]
-        self._prefix = [0]
-        for bit, _, _ in by_low:
-            self._prefix.append(self._prefix[-1] | bit)
-        by_high = sorted(bounded, key=lambda item: item[2])
-        self._highs = [high for _, _, high in by_high]
-        suffix = [0] * (len(by_high) + 1)
-        for index in range(len(by_high) - 1, -1, -1):
-            suffix[index] = suffix[index + 1] | by_high[index][0]
-        self._suffix = suffix
-
-    def accepting(self, value: Any) -> int:
+    def accepting(value: Any) -> int:
         if value is None:
-            return self._free
+            return free
         # Bounds are sorted: the first k lows are <= value; the highs from k' on are >= value.
-        return self._free | (
-            self._prefix[bisect_right(self._lows, value)]
-            & self._suffix[bisect_left(self._highs, value)]
-        )
+        return free | (prefix[bisect_right(lows, value)] & suffix[bisect_left(highs, value)])
+
+    return accepting
 
 
 def _value_index(
@@ -97,20 +104,8 @@ def _range_filter(
 ) -> MaskFilter | None:
     if all(bound is None for bound in bounds):
         return None
-    ranges = _range_index(bits, bounds)
-    accepting = ranges.accepting
+    accepting = _range_index(bits, bounds)
     return lambda interaction: accepting(read(interaction))
-
-
-def _range_index(bits: Sequence[int], bounds: Sequence[tuple[Any, Any] | None]) -> _RangeIndex:
-    free = 0
-    bounded: list[tuple[int, Any, Any]] = []
-    for bit, bound in zip(bits, bounds, strict=True):
-        if bound is None:
-            free |= bit
-        else:
-            bounded.append((bit, *bound))
-    return _RangeIndex(free, bounded)
 
 
 def _teams_filter(bits: Sequence[int], triggers: Sequence[CompiledTrigger]) -> MaskFilter | None:
@@ -129,34 +124,63 @@ def _teams_filter(bits: Sequence[int], triggers: Sequence[CompiledTrigger]) -> M
     return accepting
 
 
-def _category_filter(
-    everyone: int,
-    bits: Sequence[int],
-    rules: Sequence[CategoryRule | None],
-    occurred: Callable[[Interaction], Iterable[str]],
-) -> MaskFilter | None:
+def _name_rules(
+    everyone: int, bits: Sequence[int], rules: Sequence[CategoryRule | None]
+) -> Callable[[set[str]], int] | None:
+    """`names →` the mask of triggers whose any / all / none rules these names satisfy."""
     if all(rule is None for rule in rules):
         return None
     any_index = _value_index(bits, [rule.any if rule else None for rule in rules])
     none_index = _value_index(bits, [rule.none if rule else None for rule in rules])
     all_index = _value_index(bits, [rule.all if rule else None for rule in rules])
-    any_free, any_get = (any_index[0], any_index[1].get) if any_index else (everyone, None)
-    none_get = none_index[1].get if none_index else None
-    all_items = tuple(all_index[1].items()) if all_index else ()
+    any_free, any_masks = any_index if any_index else (everyone, {})
+    none_masks = none_index[1] if none_index else {}
+    all_masks = all_index[1] if all_index else {}
+    # Set operations in C find the few listed names that occurred (or, for `all`, did not),
+    # instead of a dictionary lookup per name in Python.
+    any_names, none_names, all_names = map(frozenset, (any_masks, none_masks, all_masks))
+
+    def accepting(names: set[str]) -> int:
+        mask = any_free
+        if any_names:
+            for name in any_names.intersection(names):
+                mask |= any_masks[name]
+        failed = 0
+        if none_names:
+            for name in none_names.intersection(names):
+                failed |= none_masks[name]
+        if all_names:
+            for name in all_names.difference(names):
+                failed |= all_masks[name]
+        return mask & ~failed
+
+    return accepting
+
+
+def _occurrence_filter(
+    everyone: int, bits: Sequence[int], triggers: Sequence[CompiledTrigger]
+) -> MaskFilter | None:
+    """`categories` and `category_groups`, over one pass through the interaction's categories."""
+    by_name = _name_rules(everyone, bits, [trigger.categories for trigger in triggers])
+    by_group = _name_rules(everyone, bits, [trigger.category_groups for trigger in triggers])
+    if by_name is None:
+        if by_group is None:
+            return None
+        groups_only = by_group  # (a name the closure can rely on, for the type checker)
+        return lambda interaction: groups_only(_occurred_group_names(interaction))
+    names_only = by_name
+    if by_group is None:
+        return lambda interaction: names_only(_occurred_category_names(interaction))
+    groups_too = by_group
 
     def accepting(interaction: Interaction) -> int:
-        names = occurred(interaction)
-        mask = any_free
-        failed = 0
-        for name in names:
-            if any_get is not None:
-                mask |= any_get(name, 0)
-            if none_get is not None:
-                failed |= none_get(name, 0)
-        for name, listing in all_items:
-            if name not in names:
-                failed |= listing
-        return mask & ~failed
+        names: set[str] = set()
+        groups: list[str] = []
+        for category in interaction.categories:
+            if category.occurrences:
+                names.add(category.name)
+                groups += category.groups  # an operator: cheaper than a call per category
+        return names_only(names) & groups_too(set(groups))
 
     return accepting
 
@@ -186,7 +210,7 @@ def _scores_filter(
         for trigger in triggers:
             found = [(low, high) for name, low, high in trigger.scores if name == score]
             bounds.append(found[0] if found else None)
-        per_score.append((score, _range_index(bits, bounds).accepting))
+        per_score.append((score, _range_index(bits, bounds)))
 
     def accepting(interaction: Interaction) -> int:
         values: dict[str, float] = {}
@@ -226,12 +250,15 @@ def _metadata_filter(
 
 def _time_filters(
     everyone: int, bits: Sequence[int], triggers: Sequence[CompiledTrigger]
-) -> list[MaskFilter]:
+) -> list[tuple[int, MaskFilter]]:
+    """One filter per zone (constrained: that zone's triggers): one conversion each."""
     zones: dict[str, list[tuple[int, TimeRule]]] = {}
     for bit, trigger in zip(bits, triggers, strict=True):
         if trigger.time is not None:
             zones.setdefault(trigger.time.zone.key, []).append((bit, trigger.time))
-    return [_zone_filter(everyone, rules) for rules in zones.values()]
+    return [
+        (sum(bit for bit, _ in rules), _zone_filter(everyone, rules)) for rules in zones.values()
+    ]
 
 
 def _zone_filter(everyone: int, rules: list[tuple[int, TimeRule]]) -> MaskFilter:
@@ -257,7 +284,7 @@ def _zone_filter(everyone: int, rules: list[tuple[int, TimeRule]]) -> MaskFilter
         local = interaction.started_at.astimezone(zone)
         mask = everyone
         if dates is not None:
-            mask &= others | dates.accepting(local.date())
+            mask &= others | dates(local.date())
         if by_weekday is not None:
             mask &= others | by_weekday[local.isoweekday()]
         if windows is not None:
@@ -283,14 +310,38 @@ def _window_index(rules: list[tuple[int, TimeRule]]) -> tuple[int, list[int], li
     return free, points, segments
 
 
-def _mask_filters(triggers: Sequence[CompiledTrigger]) -> tuple[MaskFilter, ...]:
+def _bits_where(bits: Sequence[int], flags: Iterable[object]) -> int:
+    """The mask of the triggers whose flag is set (truthy)."""
+    return sum(bit for bit, flag in zip(bits, flags, strict=True) if flag)
+
+
+def _mask_filters(triggers: Sequence[CompiledTrigger]) -> tuple[tuple[int, MaskFilter], ...]:
+    """(the triggers a filter can reject, the filter) for every kind of criterion in use.
+
+    Every filter accepts all the triggers it does not constrain, so one whose constrained
+    triggers are all out already cannot change the outcome and is skipped.
+    """
     bits = [1 << index for index in range(len(triggers))]
     everyone = (1 << len(triggers)) - 1
 
-    def values(attribute: str, read: Callable[[Interaction], Any]) -> MaskFilter | None:
-        return _value_filter(bits, [getattr(trigger, attribute) for trigger in triggers], read)
+    def which(attribute: str) -> list[Any]:
+        return [getattr(trigger, attribute) for trigger in triggers]
 
-    candidates: list[MaskFilter | None] = [
+    def values(attribute: str, read: Callable[[Interaction], Any]) -> tuple[int, MaskFilter | None]:
+        sets = which(attribute)
+        constrained = _bits_where(bits, (found is not None for found in sets))
+        return constrained, _value_filter(bits, sets, read)
+
+    def ranges(attribute: str, read: Callable[[Interaction], Any]) -> tuple[int, MaskFilter | None]:
+        bounds = which(attribute)
+        constrained = _bits_where(bits, (bound is not None for bound in bounds))
+        return constrained, _range_filter(bits, bounds, read)
+
+    occurrences = _bits_where(
+        bits,
+        (t.categories is not None or t.category_groups is not None for t in triggers),
+    )
+    candidates: list[tuple[int, MaskFilter | None]] = [
         # Cheapest and most selective first: one dictionary lookup each.
         values("channels", attrgetter("channel")),
         values("directions", attrgetter("direction")),
@@ -299,30 +350,26 @@ def _mask_filters(triggers: Sequence[CompiledTrigger]) -> tuple[MaskFilter, ...]
         values("numbers_dialed", attrgetter("number_dialed")),
         values("agents", agent_id),
         values("customers", customer_id),
-        _range_filter(
-            bits, [trigger.duration for trigger in triggers], attrgetter("duration_seconds")
-        ),
-        _range_filter(
-            bits, [trigger.talk_time for trigger in triggers], attrgetter("talk_time_seconds")
-        ),
-        _teams_filter(bits, triggers),
-        _category_filter(
-            everyone,
-            bits,
-            [trigger.categories for trigger in triggers],
-            _occurred_category_names,
-        ),
-        _category_filter(
-            everyone,
-            bits,
-            [trigger.category_groups for trigger in triggers],
-            _occurred_group_names,
-        ),
-        _scores_filter(everyone, bits, triggers),
-        _metadata_filter(everyone, bits, triggers),
+        ranges("duration", attrgetter("duration_seconds")),
+        ranges("talk_time", attrgetter("talk_time_seconds")),
+        (_bits_where(bits, which("teams")), _teams_filter(bits, triggers)),
+        (occurrences, _occurrence_filter(everyone, bits, triggers)),
+        (_bits_where(bits, which("scores")), _scores_filter(everyone, bits, triggers)),
+        (_bits_where(bits, which("metadata")), _metadata_filter(everyone, bits, triggers)),
         *_time_filters(everyone, bits, triggers),
     ]
-    return tuple(candidate for candidate in candidates if candidate is not None)
+    return tuple(
+        (constrained, accepting) for constrained, accepting in candidates if accepting is not None
+    )
+
+
+def _kept(sample: tuple["_Hash", bytes], identifier: bytes) -> bool:
+    """Whether a trigger's sample keeps the interaction: `sample` holds the hash of the
+    trigger's prefix (copied, so it is hashed once per trigger) and its bound (see
+    `compiled._sample_bound`)."""
+    digest = sample[0].copy()
+    digest.update(identifier)
+    return digest.digest() < sample[1]
 
 
 class TriggerSet(Sequence[CompiledTrigger]):
@@ -337,8 +384,11 @@ class TriggerSet(Sequence[CompiledTrigger]):
         self._triggers = tuple(triggers)
         self._enabled = tuple(trigger for trigger in self._triggers if trigger.enabled)
         self._filters = _mask_filters(self._enabled)
+        # Each sampled trigger's prefix, hashed once: `_kept` finishes a copy with the id.
         self._samples = tuple(
-            None if trigger.sample_bound is None else (trigger.sample_prefix, trigger.sample_bound)
+            None
+            if trigger.sample_bound is None
+            else (sha256(trigger.sample_prefix), trigger.sample_bound)
             for trigger in self._enabled
         )
         # A sample rate of 0 keeps nothing: such triggers are never candidates.
@@ -372,10 +422,11 @@ class TriggerSet(Sequence[CompiledTrigger]):
 
     def _candidates(self, interaction: Interaction) -> int:
         alive = self._everyone
-        for accepting in self._filters:
-            if not alive:
-                break
-            alive &= accepting(interaction)
+        for constrained, accepting in self._filters:
+            if alive & constrained:  # else every trigger still in is free of this criterion
+                alive &= accepting(interaction)
+                if not alive:
+                    break
         return alive
 
     def first_match(self, interaction: Interaction) -> CompiledTrigger | None:
@@ -391,7 +442,7 @@ class TriggerSet(Sequence[CompiledTrigger]):
                 return self._enabled[index]
             if identifier is None:
                 identifier = interaction.id.encode()
-            if sha256(sample[0] + identifier).digest() < sample[1]:
+            if _kept(sample, identifier):
                 return self._enabled[index]
             alive ^= lowest
         return None
@@ -405,7 +456,7 @@ class TriggerSet(Sequence[CompiledTrigger]):
             lowest = alive & -alive
             index = lowest.bit_length() - 1
             sample = self._samples[index]
-            if sample is None or sha256(sample[0] + identifier).digest() < sample[1]:
+            if sample is None or _kept(sample, identifier):
                 found.append(self._enabled[index])
             alive ^= lowest
         return found

@@ -1,3 +1,4 @@
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from service.models.base import utc_now
 from service.observability.metrics import DELIVERIES_CREATED, WEBHOOK_EVENTS
 from service.organizations.service import generate_webhook_secret
 from service.webhooks.schemas import WebhookAnswer, request_body_schema
-from service.webhooks.service import intake_service
+from service.webhooks.service import IntakeService
 from service.webhooks.verification import signature_headers
 
 logger = logging.getLogger(__name__)
@@ -65,24 +66,26 @@ async def receive_webhook(
     interaction, or an update older than the stored one (nothing is created).
     """
     body = await request.body()
-    result = await intake_service.receive(
-        session,
-        request.app.state.secret_box,
-        organization_id,
-        body,
-        signature_headers(request.headers),
+    intake: IntakeService = request.app.state.intake
+    request_id = getattr(request.state, "request_id", None)
+    result = await intake.receive(
+        session, organization_id, body, signature_headers(request.headers), request_id=request_id
     )
     WEBHOOK_EVENTS.labels(result.status).inc()
     for delivery in result.deliveries:
         DELIVERIES_CREATED.labels(delivery.status.value).inc()
     if result.status != "accepted":
         response.status_code = status.HTTP_200_OK
-    if result.pending_ids:
+    if result.batch_enqueue is not None:
+        # The writer enqueues the whole batch; this request ends once that was tried, so a
+        # graceful shutdown waits for it, as for the enqueue below.
+        background.add_task(asyncio.wait, [result.batch_enqueue])
+    elif result.pending_ids:
         background.add_task(
             enqueue_after_commit,
             getattr(request.app.state, "dispatcher", None),
             result.pending_ids,
-            getattr(request.state, "request_id", None),
+            request_id,
         )
     return WebhookAnswer(status=result.status, deliveries=len(result.deliveries))
 
@@ -138,4 +141,6 @@ async def rotate_webhook_secret(
         action="webhook_secret.rotated",
         details={"previous_secrets_expire_at": expires_at.isoformat()},
     )
+    intake: IntakeService = request.app.state.intake
+    intake.forget_secrets(principal.organization_id)
     return RotatedSecret(secret=secret, previous_secrets_expire_at=expires_at)

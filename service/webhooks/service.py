@@ -1,8 +1,10 @@
-"""Webhook intake: verify, dedupe, store the interaction and its deliveries in one transaction.
+"""Webhook intake: verify, dedupe, store the interaction and its deliveries, then answer.
 
-The answer is 202 only after the interaction and its deliveries are committed (the request
-session commits before the response is sent); the queue is told afterwards, and if that fails
-the sweeper finds the rows anyway (transactional outbox, reliability-facts §3.5).
+The answer is 202 only after the interaction and its deliveries are committed; the queue is
+told afterwards, and if that fails the sweeper finds the rows anyway (transactional outbox,
+reliability-facts §3.5). Completed interactions, nearly all of the traffic, are committed in
+batches shared by concurrent requests (service.webhooks.batching); updates and catalogue
+events, which read before they write, keep a transaction of their own (the request's session).
 
 Duplicates are decided by the database, not by a read-then-write race: the webhook receipt
 and the interaction are inserted with ON CONFLICT DO NOTHING, so of twenty concurrent copies
@@ -10,9 +12,7 @@ of one webhook exactly one inserts and the others see a conflict and answer `dup
 """
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Executable, select
@@ -23,33 +23,15 @@ from service.catalog.service import catalog as catalog_service
 from service.delivery.planner import candidates, plan
 from service.errors import BadRequest, FieldError, UnprocessableEntity
 from service.interactions.schemas import Interaction as InteractionPayload
-from service.kit.crypto import SecretBox
-from service.models import (
-    Delivery,
-    DeliveryStatus,
-    Interaction,
-    Organization,
-    WebhookReceipt,
-    WebhookSecret,
-)
+from service.models import Delivery, DeliveryStatus, Interaction, WebhookReceipt
 from service.models.base import utc_now
+from service.webhooks.batching import IntakeBatcher
+from service.webhooks.results import IntakeResult, interaction_values
 from service.webhooks.schemas import CatalogEvent, InteractionEvent, event_adapter
-from service.webhooks.verification import SignatureRejected, verify_signature
+from service.webhooks.signing_secrets import SigningSecretCache
+from service.webhooks.verification import SignatureRejected, signed_by
 
 WEBHOOK_ACTOR = "webhook"
-
-
-IntakeStatus = Literal["accepted", "duplicate", "stale", "catalog_updated"]
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeResult:
-    status: IntakeStatus
-    deliveries: list[Delivery]
-
-    @property
-    def pending_ids(self) -> list[uuid.UUID]:
-        return [d.id for d in self.deliveries if d.status == DeliveryStatus.PENDING]
 
 
 def _insert_unless_present(session: AsyncSession, model: type[Any], **values: Any) -> Executable:
@@ -78,34 +60,44 @@ def _parse(body: bytes) -> InteractionEvent | CatalogEvent:
 
 
 class IntakeService:
-    async def active_secrets(
-        self, session: AsyncSession, box: SecretBox, organization_id: uuid.UUID
-    ) -> list[str]:
-        now = utc_now()
-        rows = await session.scalars(
-            select(WebhookSecret)
-            .where(WebhookSecret.organization_id == organization_id)
-            .order_by(WebhookSecret.created_at.desc())
-        )
-        return [
-            box.decrypt(row.secret_encrypted)
-            for row in rows
-            if row.expires_at is None or row.expires_at > now
-        ]
+    """One per process: the signing-secret cache and the intake writer live as long as it."""
+
+    def __init__(self, secrets: SigningSecretCache, batcher: IntakeBatcher) -> None:
+        self._secrets = secrets
+        self.batcher = batcher
+
+    def forget_secrets(self, organization_id: uuid.UUID) -> None:
+        self._secrets.forget(organization_id)
+
+    async def verify(self, organization_id: uuid.UUID, body: bytes, headers: dict[str, str]) -> str:
+        """The webhook-id, once an active secret of the organization signed the body."""
+        verifiers = await self._secrets.get(organization_id)
+        if verifiers is None:  # unknown organization: the same 401 as a bad signature
+            raise SignatureRejected.logged(headers)
+        webhook_id = signed_by(body, headers, verifiers)
+        if webhook_id is None:
+            # Perhaps signed with a secret rotated in since it was cached: read them again.
+            fresh = await self._secrets.refreshed(organization_id)
+            webhook_id = signed_by(body, headers, fresh or [])
+        if webhook_id is None:
+            raise SignatureRejected.logged(headers)
+        return webhook_id
 
     async def receive(
         self,
         session: AsyncSession,
-        box: SecretBox,
         organization_id: uuid.UUID,
         body: bytes,
         headers: dict[str, str],
+        *,
+        request_id: str | None = None,
     ) -> IntakeResult:
-        if await session.get(Organization, organization_id) is None:
-            raise SignatureRejected()
-        secrets = await self.active_secrets(session, box, organization_id)
-        webhook_id = verify_signature(body, headers, secrets)
+        webhook_id = await self.verify(organization_id, body, headers)
         event = _parse(body)
+        if isinstance(event, InteractionEvent) and event.type == "interaction.completed":
+            return await self.batcher.submit(
+                organization_id, webhook_id, event, request_id=request_id
+            )
 
         receipt = await session.execute(
             _insert_unless_present(
@@ -144,7 +136,7 @@ class IntakeService:
         self, session: AsyncSession, organization_id: uuid.UUID, event: InteractionEvent
     ) -> Interaction | None:
         """The new interaction row, or None when this id is already stored."""
-        values = _interaction_values(event)
+        values = interaction_values(event)
         row_id = uuid.uuid4()
         now = utc_now()
         inserted = await session.execute(
@@ -194,7 +186,7 @@ class IntakeService:
         if event.timestamp <= stored.event_timestamp:
             return IntakeResult("stale", [])
 
-        values = _interaction_values(event)
+        values = interaction_values(event)
         stored.payload = values["payload"]
         stored.event_timestamp = values["event_timestamp"]
         stored.started_at = values["started_at"]
@@ -214,16 +206,3 @@ class IntakeService:
             event.data,
             skip=frozenset(delivery.integration_id for delivery in existing),
         )
-
-
-def _interaction_values(event: InteractionEvent) -> dict[str, Any]:
-    started_at: datetime = event.data.started_at
-    return {
-        "external_id": event.data.id,
-        "payload": event.data.model_dump(mode="json"),
-        "event_timestamp": event.timestamp,
-        "started_at": started_at,
-    }
-
-
-intake_service = IntakeService()

@@ -68,18 +68,22 @@ class SignatureRejected(Unauthorized):
             headers={"WWW-Authenticate": 'Signature realm="standard-webhooks"'},
         )
 
+    @classmethod
+    def logged(cls, headers: Mapping[str, str]) -> "SignatureRejected":
+        logger.info("webhook signature rejected (webhook-id %.64r)", headers.get("webhook-id", ""))
+        return cls()
 
-def verify_signature(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> str:
-    """Return the `webhook-id` if any active secret signed `body`; raise SignatureRejected."""
+
+def signed_by(body: bytes, headers: Mapping[str, str], verifiers: Sequence[Webhook]) -> str | None:
+    """The `webhook-id` if one of the verifiers (an active secret each) signed `body`."""
     signed = {name: headers.get(name, "") for name in SIGNATURE_HEADERS}
     if not _well_formed(signed):
-        raise SignatureRejected()
-    for secret in secrets:
+        return None
+    for verifier in verifiers:
         try:
-            Webhook(secret).verify(body, signed, json_parse=False)
+            verifier.verify(body, signed, json_parse=False)
         except (WebhookVerificationError, ValueError, binascii.Error, TypeError):
             # UnicodeDecodeError is a ValueError: a non-UTF-8 body is never validly signed.
             continue
         return signed["webhook-id"]
-    logger.info("webhook signature rejected (webhook-id %.64r)", signed["webhook-id"])
-    raise SignatureRejected()
+    return None

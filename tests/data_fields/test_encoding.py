@@ -116,6 +116,16 @@ class TestDatesAndTimes:
 
         assert utc_text(datetime(987, 6, 5, 4, 3, 2, tzinfo=UTC)) == "0987-06-05T04:03:02Z"
 
+    def test_any_kind_of_zone(self) -> None:
+        from datetime import datetime, timedelta, timezone
+        from zoneinfo import ZoneInfo
+
+        parsed = interaction(started_at="2026-03-29T01:30:00-05:00").started_at  # pydantic's
+        fixed = datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-5)))
+        named = datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("America/Chicago"))  # CDT, -5
+        for moment in (parsed, fixed, named):
+            assert utc_text(moment) == "2026-03-29T06:30:00Z", moment.tzinfo
+
 
 class TestNumbers:
     @pytest.mark.parametrize(
@@ -252,6 +262,14 @@ class TestCategories:
         response = encode([field("category_group", "Effort", "question", "group")], subject)
         assert response.values["QID1"] == [1, 3]  # Transfer has no choice
         assert response.fields[0].display == "Frustration, Hold, long"
+
+    def test_names_that_read_alike_once_commas_are_replaced_are_sent_once(self) -> None:
+        # "Hold, long" (a member) and "Hold; long" (the payload's) both read "Hold; long".
+        subject = interaction(
+            categories=[{"name": "Hold, long"}, {"name": "Hold; long", "groups": ["Effort"]}]
+        )
+        mvts = field("category_group", "Effort", fmt="multi_value_text_set")
+        assert value_of(mvts, subject) == "Hold; long"
 
     def test_nothing_of_a_group_occurred(self) -> None:
         fields = [

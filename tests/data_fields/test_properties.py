@@ -1,15 +1,18 @@
 """Properties of the encoder over generated catalogues, selections and interactions."""
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from itertools import pairwise
 from typing import Any
+from unittest.mock import patch
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.catalog.schemas import CatalogDocument, Score
+from service.data_fields import values
 from service.data_fields.encoding import METADATA_KEYS, compile_plan
 from service.data_fields.schemas import (
     CUSTOMER_DETAIL_KEYS,
@@ -21,7 +24,7 @@ from service.data_fields.schemas import (
 )
 from service.data_fields.targets import RESERVED_EMBEDDED_FIELDS
 from service.data_fields.validation import allowed_formats, validate_selection
-from service.data_fields.values import range_encoder, utc_text, whole_seconds
+from service.data_fields.values import day_text, range_encoder, utc_text, whole_seconds
 from service.interactions.schemas import Interaction
 from tests.data_fields.factories import APP_URL, synced_field_map
 
@@ -298,6 +301,24 @@ class TestHelperProperties:
     def test_utc_text_is_iso_8601_utc(self, moment: datetime) -> None:
         expected = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
         assert utc_text(moment) == expected
+
+    @given(moments, st.sampled_from(["UTC", "Europe/London", "America/St_Johns", "Asia/Kolkata"]))
+    def test_utc_text_in_any_kind_of_zone(self, moment: datetime, zone: str) -> None:
+        expected = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+        parsed = Interaction.model_validate_json(
+            f'{{"id": "x", "channel": "call", "started_at": "{moment.isoformat()}"}}'
+        ).started_at  # the zone pydantic gives a parsed offset
+        assert utc_text(parsed) == expected
+        assert utc_text(moment.astimezone(ZoneInfo(zone))) == expected
+
+    @given(st.lists(st.dates(), max_size=50))
+    def test_day_text_is_the_iso_date(self, days: list[date]) -> None:
+        # Remembering, and forgetting when full.
+        with patch.object(values, "_MAX_DAY_TEXTS", 8), patch.dict(values._DAY_TEXTS, clear=True):
+            for day in days:
+                assert day_text(day) == day.isoformat()
+                assert day_text(datetime.combine(day, time(23, 59), UTC)) == day.isoformat()
+            assert len(values._DAY_TEXTS) <= 8
 
     @given(st.floats(min_value=0, max_value=864000))
     def test_whole_seconds_round_half_up(self, seconds: float) -> None:

@@ -55,6 +55,20 @@ class RecordingArqRedis:
         self.job_ids.append(_job_id or "")
         return object()
 
+    # What `BatchEnqueuer` (intake's one-round-trip enqueue) reads from an arq pool.
+    expires_extra_ms = 86_400_000
+    job_serializer = staticmethod(job_serializer)
+
+    def register_script(self, _script: str) -> Any:
+        async def run(keys: list[str], args: list[Any]) -> int:
+            # ARGV: enqueue time, expiry, two key prefixes, then (job id, job bytes) pairs.
+            pairs = args[4:]
+            self.job_ids.extend(pairs[0::2])
+            self.payloads.extend(pairs[1::2])
+            return len(pairs) // 2
+
+        return run
+
     async def aclose(self, close_connection_pool: bool = False) -> None:
         return None
 

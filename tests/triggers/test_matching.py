@@ -692,3 +692,23 @@ class TestProperties:
         trigger_set = TriggerSet(triggers)
         assert trigger_set.all_matches(interaction) == expected
         assert trigger_set.first_match(interaction) is (expected[0] if expected else None)
+
+    @settings(max_examples=100)
+    @given(criteria=st.lists(criteria_dicts(), min_size=20, max_size=70), data=st.data())
+    def test_evaluators_agree_on_many_triggers(
+        self, criteria: list[dict[str, Any]], data: st.DataObject
+    ) -> None:
+        # Many triggers mixing every kind of criterion: the indexed evaluator skips a kind once
+        # no trigger still in uses it, evaluates categories and groups in one pass, and hashes
+        # sampled triggers from a copied prefix; none of that may change an answer. The same
+        # set is asked about several interactions, parsed from JSON as the intake parses them.
+        triggers = [
+            compile_trigger(uuid.UUID(int=index + 1), Criteria.model_validate(item), position=index)
+            for index, item in enumerate(criteria)
+        ]
+        trigger_set = TriggerSet(triggers)
+        for subject in data.draw(st.lists(interactions, min_size=1, max_size=3)):
+            parsed = Interaction.model_validate_json(subject.model_dump_json())
+            expected = [t for t in triggers if t.matches(parsed)]
+            assert trigger_set.all_matches(parsed) == expected
+            assert trigger_set.first_match(parsed) is (expected[0] if expected else None)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.delivery.dispatch import QueuedDelivery
 from service.models import Delivery, DeliveryStatus, Interaction, WebhookReceipt
 from service.testing.fake_qualtrics import FakeQualtrics
 from tests.conftest import Account
@@ -39,6 +40,9 @@ class RecordingDispatcher:
         self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
     ) -> None:
         self.enqueued.extend(delivery_ids)
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        self.enqueued.extend(delivery.delivery_id for delivery in deliveries)
 
 
 @pytest.fixture

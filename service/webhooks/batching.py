@@ -1,0 +1,260 @@
+"""Group commit for completed interactions: many webhooks, one transaction, each answered
+only once its rows are durable.
+
+One commit per webhook caps intake at what the database can fsync and round-trip per request
+(reliability-facts §4.2: a PostgreSQL insert per request halves a bare endpoint's rate). Here
+each request verifies and validates its webhook itself, then hands the event to this process's
+writer and waits. The writer takes everything that arrived while the previous transaction was
+committing, stores it in one transaction (receipts, interactions and deliveries as multi-row
+INSERT ... ON CONFLICT DO NOTHING), commits, and only then answers each waiting request. So a
+202 still means "committed", and under load a commit carries tens of webhooks instead of one.
+Idle, a batch is a single webhook and costs what it did before.
+
+Duplicates are decided as before, by the unique keys in the database (and, inside one batch,
+first come first served: a second copy of a webhook-id or interaction in the same batch
+answers `duplicate` once the first is committed).
+
+A failed batch fails every request in it the same way (a database outage answers 503 to all);
+any other failure is retried one webhook at a time, so one bad row cannot fail its neighbours.
+After the commit, the new pending deliveries of the whole batch are enqueued in one call; if
+that fails, the sweeper enqueues them (the outbox rule, service.delivery.dispatch).
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.delivery.dispatch import Dispatcher, QueuedDelivery
+from service.delivery.planner import candidates, plan
+from service.errors import ServiceUnavailable
+from service.models import Interaction, WebhookReceipt
+from service.models.base import utc_now
+from service.observability.metrics import INTAKE_BATCH_SIZE
+from service.webhooks.results import IntakeResult, interaction_values
+from service.webhooks.schemas import InteractionEvent
+
+logger = logging.getLogger(__name__)
+
+# Enough to amortize a commit; small enough that one batch's SQL stays well under the
+# drivers' parameter limits (SQLite: 32,766) and one failure retries few webhooks.
+MAX_BATCH = 200
+# Webhooks waiting for the writer beyond which intake answers 503 instead of queueing more:
+# about two seconds of work at full speed, so a stalled database sheds load instead of memory.
+MAX_WAITING = 5_000
+
+
+@dataclass(slots=True)
+class _Waiting:
+    organization_id: uuid.UUID
+    webhook_id: str
+    event: InteractionEvent
+    request_id: str | None
+    answer: asyncio.Future[IntakeResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class IntakeBatcher:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dispatcher: Callable[[], Dispatcher | None],
+        *,
+        max_batch: int = MAX_BATCH,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._dispatcher = dispatcher
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue(max_waiting)
+        self._writer: asyncio.Task[None] | None = None
+        self._enqueues: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_forever(), name="intake-writer")
+
+    async def aclose(self) -> None:
+        """Stop taking webhooks, store and answer the ones already waiting, then stop."""
+        self._closing = True
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._enqueues:
+            await asyncio.gather(*self._enqueues, return_exceptions=True)
+
+    async def submit(
+        self,
+        organization_id: uuid.UUID,
+        webhook_id: str,
+        event: InteractionEvent,
+        *,
+        request_id: str | None = None,
+    ) -> IntakeResult:
+        """Store a completed interaction; returns once it is committed (or raises)."""
+        if self._closing or self._writer is None or self._queue.full():
+            raise ServiceUnavailable(
+                "Intake is at capacity (or shutting down); send this webhook again shortly.",
+                headers={"Retry-After": "1"},
+            )
+        waiting = _Waiting(organization_id, webhook_id, event, request_id)
+        self._queue.put_nowait(waiting)
+        # Shielded: a client that hangs up does not cancel the batch its webhook is part of.
+        return await asyncio.shield(waiting.answer)
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            results = await self._store(batch)
+            INTAKE_BATCH_SIZE.observe(len(batch))
+        except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
+            # The database is unreachable: every webhook of the batch fails alike (503).
+            _fail(batch, exc)
+            return
+        except DBAPIError as exc:
+            if exc.connection_invalidated or len(batch) == 1:
+                _fail(batch, exc)
+                return
+            logger.warning("an intake batch of %d failed; storing them one by one", len(batch))
+            for waiting in batch:
+                await self._write([waiting])
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            logger.exception("an intake batch of %d failed; storing them one by one", len(batch))
+            for waiting in batch:
+                await self._write([waiting])
+            return
+        queued = [
+            QueuedDelivery(delivery_id, waiting.request_id)
+            for waiting, result in zip(batch, results, strict=True)
+            for delivery_id in result.pending_ids
+        ]
+        dispatcher = self._dispatcher()
+        enqueue: asyncio.Task[None] | None = None
+        if queued and dispatcher is not None:
+            enqueue = asyncio.create_task(self._enqueue(dispatcher, queued))
+            self._enqueues.add(enqueue)
+            enqueue.add_done_callback(self._enqueues.discard)
+        for waiting, result in zip(batch, results, strict=True):
+            if not waiting.answer.done():
+                waiting.answer.set_result(replace(result, batch_enqueue=enqueue))
+
+    @staticmethod
+    async def _enqueue(dispatcher: Dispatcher, queued: Sequence[QueuedDelivery]) -> None:
+        try:
+            await dispatcher.enqueue_many(queued)
+        except Exception:
+            # Committed rows; the sweeper enqueues them if this did not.
+            logger.warning(
+                "enqueue after commit failed; the sweeper will pick them up", exc_info=True
+            )
+
+    async def _store(self, batch: list[_Waiting]) -> list[IntakeResult]:
+        """One transaction for the whole batch; the result of each webhook, in order."""
+        now = utc_now()
+        results: list[IntakeResult | None] = [None] * len(batch)
+        async with self._sessionmaker.begin() as session:
+            dialect = session.get_bind().dialect.name
+
+            # 1. Receipts: the first copy of a webhook-id (in the database or this batch) wins.
+            first_copy: dict[tuple[uuid.UUID, str], int] = {}
+            for index, waiting in enumerate(batch):
+                first_copy.setdefault((waiting.organization_id, waiting.webhook_id), index)
+            inserted = await session.execute(
+                _insert_unless_present(dialect, WebhookReceipt)
+                .values(
+                    [
+                        {
+                            "organization_id": batch[index].organization_id,
+                            "webhook_id": batch[index].webhook_id,
+                            "event_type": batch[index].event.type,
+                            "received_at": now,
+                        }
+                        for index in first_copy.values()
+                    ]
+                )
+                .returning(WebhookReceipt.organization_id, WebhookReceipt.webhook_id)
+            )
+            new_receipts = {(row[0], row[1]) for row in inserted}
+            fresh = [index for key, index in first_copy.items() if key in new_receipts]
+
+            # 2. Interactions: likewise per (organization, Creovai id).
+            rows: dict[tuple[uuid.UUID, str], tuple[int, dict[str, Any]]] = {}
+            for index in sorted(fresh):
+                waiting = batch[index]
+                key = (waiting.organization_id, waiting.event.data.id)
+                if key not in rows:
+                    rows[key] = (
+                        index,
+                        {
+                            "id": uuid.uuid4(),
+                            "organization_id": waiting.organization_id,
+                            "revision": 1,
+                            "created_at": now,
+                            "updated_at": now,
+                            **interaction_values(waiting.event),
+                        },
+                    )
+            stored: set[uuid.UUID] = set()
+            if rows:
+                inserted = await session.execute(
+                    _insert_unless_present(dialect, Interaction)
+                    .values([values for _, values in rows.values()])
+                    .returning(Interaction.id)
+                )
+                stored = {row[0] for row in inserted}
+
+            # 3. Deliveries: the organization's candidates read once per batch.
+            by_organization: dict[uuid.UUID, list[Any]] = {}
+            for index, values in rows.values():
+                if values["id"] not in stored:
+                    continue
+                organization_id = values["organization_id"]
+                if organization_id not in by_organization:
+                    by_organization[organization_id] = await candidates(session, organization_id)
+                interaction = Interaction(
+                    id=values["id"], organization_id=organization_id, revision=1
+                )
+                deliveries = plan(
+                    interaction, batch[index].event.data, by_organization[organization_id]
+                )
+                session.add_all(deliveries)
+                results[index] = IntakeResult("accepted", deliveries)
+            await session.flush()
+        return [result or IntakeResult("duplicate", []) for result in results]
+
+
+def _insert_unless_present(dialect: str, model: type[Any]) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing()
+    return sqlite.insert(model).on_conflict_do_nothing()
+
+
+def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:
+    for waiting in batch:
+        if not waiting.answer.done():
+            waiting.answer.set_exception(exc)

@@ -1,0 +1,328 @@
+"""Group commit at intake: concurrent webhooks share a transaction, each answered only once it
+is committed; duplicates inside one batch; one failing webhook does not fail its batch; a full
+writer queue answers 503; and the signing-secret cache stays invisible to senders."""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.delivery.dispatch import QueuedDelivery
+from service.kit.crypto import SecretBox
+from service.models import Delivery, Interaction, WebhookReceipt, WebhookSecret
+from service.models.base import utc_now
+from service.organizations.service import generate_webhook_secret
+from service.testing.fake_qualtrics import FakeQualtrics
+from service.webhooks import batching
+from service.webhooks.batching import IntakeBatcher
+from service.webhooks.service import IntakeService
+from tests.conftest import TEST_FERNET_KEY, Account
+from tests.helpers import assert_problem
+from tests.setup.helpers import enabled_integration
+from tests.webhooks.helpers import (
+    event,
+    interaction,
+    organization_secret,
+    post_event,
+    signed_headers,
+)
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.batches: list[list[QueuedDelivery]] = []
+
+    async def enqueue(
+        self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
+    ) -> None:
+        self.batches.append([QueuedDelivery(id, request_id) for id in delivery_ids])
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        self.batches.append(list(deliveries))
+
+
+@pytest.fixture
+def dispatcher(app: FastAPI) -> RecordingDispatcher:
+    recorder = RecordingDispatcher()
+    app.state.dispatcher = recorder
+    return recorder
+
+
+class CountingBatcher:
+    """Records the size of every batch the app's writer stores."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, batcher: IntakeBatcher) -> None:
+        self.sizes: list[int] = []
+        store = batcher._store
+
+        async def counted(batch: list[Any]) -> Any:
+            self.sizes.append(len(batch))
+            return await store(batch)
+
+        monkeypatch.setattr(batcher, "_store", counted)
+
+
+async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:  # type: ignore[type-arg]
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def intake(app: FastAPI) -> IntakeService:
+    service: IntakeService = app.state.intake
+    return service
+
+
+async def test_concurrent_webhooks_share_commits_and_each_is_stored_before_its_202(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await enabled_integration(client, admin)
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    batches = CountingBatcher(monkeypatch, intake(app).batcher)
+    ids = [f"call-{n}" for n in range(60)]
+
+    async def send(external_id: str) -> tuple[httpx.Response, int]:
+        response = await post_event(
+            client, admin.organization.id, secret, event(interaction(id=external_id))
+        )
+        # The 202 is sent after the commit: its interaction is visible to a new session.
+        async with sessionmaker() as session:
+            stored = await session.scalar(
+                select(func.count())
+                .select_from(Interaction)
+                .where(Interaction.external_id == external_id)
+            )
+        return response, int(stored or 0)
+
+    answers = await asyncio.gather(*(send(external_id) for external_id in ids))
+
+    assert [(response.status_code, stored) for response, stored in answers] == [(202, 1)] * 60
+    assert all(
+        response.json() == {"status": "accepted", "deliveries": 1} for response, _ in answers
+    )
+    assert sum(batches.sizes) == 60
+    assert max(batches.sizes) > 1, batches.sizes  # some commits carried several webhooks
+    assert await count(sessionmaker, Delivery) == 60
+    # Every pending delivery was enqueued once, with the request id of its own webhook.
+    queued = [delivery for batch in dispatcher.batches for delivery in batch]
+    assert len({delivery.delivery_id for delivery in queued}) == len(queued) == 60
+    request_ids = {answer.headers["x-request-id"] for answer, _ in answers}
+    assert {delivery.request_id for delivery in queued} == request_ids
+
+
+async def test_copies_inside_one_batch_are_duplicates_of_the_first(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+) -> None:
+    await enabled_integration(client, admin)
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    url = f"/v1/webhooks/{admin.organization.id}/interactions"
+    same_webhook = event(interaction())
+    same_webhook_headers = signed_headers(secret, same_webhook, webhook_id="msg_twice")
+    data = interaction()
+    # Hold the writer so that every request below lands in one batch.
+    gate = asyncio.Event()
+    batcher = intake(app).batcher
+    store = batcher._store
+
+    async def gated(batch: list[Any]) -> Any:
+        await gate.wait()
+        return await store(batch)
+
+    batcher._store = gated  # type: ignore[method-assign]
+    try:
+        posts = [
+            *(
+                client.post(url, content=same_webhook, headers=same_webhook_headers)
+                for _ in range(3)
+            ),
+            *(post_event(client, admin.organization.id, secret, event(data)) for _ in range(3)),
+        ]
+        pending = asyncio.gather(*posts)
+        await asyncio.sleep(0.3)
+        gate.set()
+        answers = await pending
+    finally:
+        del batcher._store
+    statuses = sorted((answer.status_code, answer.json()["status"]) for answer in answers)
+    assert statuses == [(200, "duplicate")] * 4 + [(202, "accepted")] * 2
+    assert await count(sessionmaker, Interaction) == 2
+    assert await count(sessionmaker, Delivery) == 2
+    assert await count(sessionmaker, WebhookReceipt) == 4  # msg_twice once, three other ids
+
+
+async def test_one_failing_webhook_does_not_fail_its_batch(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await enabled_integration(client, admin)
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    values = batching.interaction_values
+
+    def broken_for_one(event: Any) -> dict[str, Any]:
+        if event.data.id == "call-broken":
+            raise RuntimeError("a defect that affects this one interaction")
+        return values(event)
+
+    monkeypatch.setattr(batching, "interaction_values", broken_for_one)
+    ids = [f"call-{n}" for n in range(20)] + ["call-broken"]
+    answers = await asyncio.gather(
+        *(
+            post_event(client, admin.organization.id, secret, event(interaction(id=external_id)))
+            for external_id in ids
+        ),
+        return_exceptions=True,
+    )
+    by_id = dict(zip(ids, answers, strict=True))
+    # The test client re-raises what the app did not handle (a 500 for a real client).
+    assert isinstance(by_id.pop("call-broken"), RuntimeError)
+    assert {answer.status_code for answer in by_id.values()} == {202}  # type: ignore[union-attr]
+    assert await count(sessionmaker, Interaction) == 20
+    # The failed webhook stored nothing, not even its receipt: the sender's retry is accepted.
+    monkeypatch.setattr(batching, "interaction_values", values)
+    retried = await post_event(
+        client, admin.organization.id, secret, event(interaction(id="call-broken"))
+    )
+    assert retried.status_code == 202
+
+
+async def test_a_full_writer_queue_answers_503_and_stores_nothing(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await enabled_integration(client, admin)
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    # A writer that takes two waiting webhooks at most, and is stalled.
+    batcher = IntakeBatcher(sessionmaker, lambda: dispatcher, max_waiting=2)
+    batcher.start()
+    gate = asyncio.Event()
+    store = batcher._store
+
+    async def stalled(batch: list[Any]) -> Any:
+        await gate.wait()
+        return await store(batch)
+
+    batcher._store = stalled  # type: ignore[method-assign]
+    monkeypatch.setattr(intake(app), "batcher", batcher)
+
+    def send() -> asyncio.Task[httpx.Response]:
+        body = event(interaction())
+        return asyncio.create_task(post_event(client, admin.organization.id, secret, body))
+
+    try:
+        # One in the writer's hands, two waiting: the fourth finds the queue full.
+        waiting = [send()]
+        await asyncio.sleep(0.2)
+        waiting += [send(), send()]
+        await asyncio.sleep(0.2)
+        refused = await post_event(client, admin.organization.id, secret, event(interaction()))
+        assert_problem(refused, 503)
+        assert refused.headers["retry-after"] == "1"
+        gate.set()
+        assert [answer.status_code for answer in await asyncio.gather(*waiting)] == [202] * 3
+    finally:
+        gate.set()
+        await batcher.aclose()
+    assert await count(sessionmaker, Interaction) == 3
+
+
+class TestSigningSecretCache:
+    async def test_a_secret_rotated_in_elsewhere_verifies_at_once(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        admin: Account,
+        qualtrics: FakeQualtrics,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dispatcher: RecordingDispatcher,
+    ) -> None:
+        await enabled_integration(client, admin)
+        old = await organization_secret(sessionmaker, admin.organization.id)
+        first = await post_event(client, admin.organization.id, old, event(interaction()))
+        assert first.status_code == 202  # the old secret is now cached
+        # Another api process rotates: this process's cache does not know the new secret.
+        new = generate_webhook_secret()
+        async with sessionmaker.begin() as session:
+            session.add(
+                WebhookSecret(
+                    organization_id=admin.organization.id,
+                    secret_encrypted=SecretBox([TEST_FERNET_KEY]).encrypt(new),
+                )
+            )
+        await asyncio.sleep(1.1)  # past the refresh guard
+        answer = await post_event(client, admin.organization.id, new, event(interaction()))
+        assert answer.status_code == 202, answer.text
+
+    async def test_an_expired_secret_stops_verifying_though_cached(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        admin: Account,
+        qualtrics: FakeQualtrics,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dispatcher: RecordingDispatcher,
+    ) -> None:
+        await enabled_integration(client, admin)
+        secret = await organization_secret(sessionmaker, admin.organization.id)
+        assert (
+            await post_event(client, admin.organization.id, secret, event(interaction()))
+        ).status_code == 202
+        expiry = utc_now() + timedelta(seconds=1)
+        async with sessionmaker.begin() as session:
+            await session.execute(
+                update(WebhookSecret)
+                .where(WebhookSecret.organization_id == admin.organization.id)
+                .values(expires_at=expiry)
+            )
+        intake(app).forget_secrets(admin.organization.id)  # re-read, with the expiry
+        assert (
+            await post_event(client, admin.organization.id, secret, event(interaction()))
+        ).status_code == 202
+        await asyncio.sleep(1.2)
+        late = await post_event(client, admin.organization.id, secret, event(interaction()))
+        assert_problem(late, 401)
+
+    async def test_an_unknown_organization_is_not_remembered(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        admin: Account,
+        qualtrics: FakeQualtrics,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dispatcher: RecordingDispatcher,
+    ) -> None:
+        unknown = uuid.uuid4()
+        body = event(interaction())
+        refused = await client.post(
+            f"/v1/webhooks/{unknown}/interactions",
+            content=body,
+            headers=signed_headers(generate_webhook_secret(), body),
+        )
+        assert_problem(refused, 401)
+        assert unknown not in intake(app)._secrets._entries
