@@ -26,6 +26,7 @@ from service.health.endpoints import router as health_router
 from service.integrations.endpoints import router as integrations_router
 from service.kit.body_limit import BodySizeLimitMiddleware
 from service.kit.crypto import SecretBox
+from service.kit.gc_tuning import freeze_startup_heap
 from service.observability.endpoints import router as metrics_router
 from service.observability.middleware import RequestContextMiddleware
 from service.openapi import install_openapi
@@ -119,9 +120,16 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
             dispatcher = _create_dispatcher(app, settings)
             app.state.dispatcher = dispatcher
             intake = IntakeService(
+                app.state.sessionmaker,
                 SigningSecretCache(app.state.sessionmaker, app.state.secret_box),
                 # Looked up per batch: tests replace the dispatcher of a running app.
-                IntakeBatcher(app.state.sessionmaker, lambda: app.state.dispatcher),
+                IntakeBatcher(
+                    app.state.sessionmaker,
+                    lambda: app.state.dispatcher,
+                    # Two on PostgreSQL, so one batch is built while the other commits; SQLite
+                    # has one writer at a time anyway.
+                    writers=1 if engine.dialect.name == "sqlite" else 2,
+                ),
             )
             intake.batcher.start()
             app.state.intake = intake
@@ -133,6 +141,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
                     interval=settings.integration_health_check_interval.total_seconds(),
                 )
                 health_checks.start()
+            freeze_startup_heap()
             yield
         finally:
             if health_checks is not None:
@@ -177,6 +186,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     # Outermost, so every answer (errors and 413s included) carries the request id.
     app.add_middleware(RequestContextMiddleware)
     for router in (
+        # First: routes are matched in order, and nearly every request is a webhook.
+        webhooks_router,
         auth_router,
         catalog_router,
         integrations_router,
@@ -185,7 +196,6 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         data_fields_router,
         triggers_router,
         deliveries_router,
-        webhooks_router,
         audit_router,
         health_router,
         metrics_router,

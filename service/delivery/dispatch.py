@@ -25,7 +25,9 @@ class Dispatcher(Protocol):
         ...
 
     async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
-        """The same for deliveries of several requests at once (one intake batch)."""
+        """The same for deliveries of several requests at once (one intake batch), which were
+        inserted with `last_enqueued_at` already stamped: the dispatcher clears the stamp of
+        any it could not enqueue, so the sweeper takes them at its next pass."""
         ...
 
 

@@ -7,7 +7,7 @@ Integrations that were never enabled are still being set up and collect nothing.
 """
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
@@ -22,6 +22,7 @@ from service.models import (
     Interaction,
     Trigger,
 )
+from service.triggers.compiled import CompiledTrigger
 from service.triggers.matching import TriggerSet
 from service.triggers.service import compile_row
 
@@ -90,6 +91,22 @@ def initial_status(integration: Integration) -> DeliveryStatus:
     return DeliveryStatus.PENDING if healthy else DeliveryStatus.HELD
 
 
+def matches(
+    payload: InteractionPayload,
+    integrations: Iterable[Candidate],
+    *,
+    skip: frozenset[uuid.UUID] = frozenset(),
+) -> Iterator[tuple[Integration, CompiledTrigger]]:
+    """Each integration the interaction goes to, with the trigger that decided it
+    (integrations in `skip` already have a delivery)."""
+    for candidate in integrations:
+        if candidate.integration.id in skip:
+            continue
+        trigger = candidate.triggers.first_match(payload)
+        if trigger is not None:
+            yield candidate.integration, trigger
+
+
 def plan(
     interaction: Interaction,
     payload: InteractionPayload,
@@ -97,24 +114,17 @@ def plan(
     *,
     skip: frozenset[uuid.UUID] = frozenset(),
 ) -> list[Delivery]:
-    """New deliveries for the interaction (integrations in `skip` already have one)."""
-    deliveries = []
-    for candidate in integrations:
-        if candidate.integration.id in skip:
-            continue
-        trigger = candidate.triggers.first_match(payload)
-        if trigger is None:
-            continue
-        deliveries.append(
-            Delivery(
-                id=uuid.uuid4(),
-                organization_id=interaction.organization_id,
-                integration_id=candidate.integration.id,
-                interaction_id=interaction.id,
-                trigger_id=trigger.id,
-                trigger_name=trigger.name,
-                status=initial_status(candidate.integration),
-                interaction_revision=interaction.revision,
-            )
+    """New deliveries for the interaction, as ORM rows to add to the session."""
+    return [
+        Delivery(
+            id=uuid.uuid4(),
+            organization_id=interaction.organization_id,
+            integration_id=integration.id,
+            interaction_id=interaction.id,
+            trigger_id=trigger.id,
+            trigger_name=trigger.name,
+            status=initial_status(integration),
+            interaction_revision=interaction.revision,
         )
-    return deliveries
+        for integration, trigger in matches(payload, integrations, skip=skip)
+    ]

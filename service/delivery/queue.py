@@ -107,6 +107,31 @@ async def mark_enqueued(
         )
 
 
+async def unmark_enqueued(
+    sessionmaker: async_sessionmaker[AsyncSession], delivery_ids: Sequence[uuid.UUID]
+) -> None:
+    """Clear the `last_enqueued_at` intake stamped (optimistically, in the deliveries' own
+    INSERT) on deliveries that could not be enqueued: the next sweep takes them. If this fails
+    too, they are enqueued once the stamp is `stale_enqueue_after` old."""
+    if not delivery_ids:
+        return
+    try:
+        async with sessionmaker.begin() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(delivery_ids))
+                .values(last_enqueued_at=None, updated_at=Delivery.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+    except Exception:
+        logger.warning(
+            "could not clear the enqueue stamp of %d deliveries; the sweeper takes them once "
+            "it is stale",
+            len(delivery_ids),
+            exc_info=True,
+        )
+
+
 async def run_delivery(
     context: DeliveryContext, delivery_id: uuid.UUID, *, request_id: str | None = None
 ) -> Outcome:
@@ -189,7 +214,6 @@ class ArqDispatcher:
         """One intake batch's deliveries in one Redis round trip (service.delivery.arq_batch)."""
         if not deliveries:
             return
-        enqueued_at = self._clock()
         jobs = [
             JobSpec(
                 job_id(delivery.delivery_id),
@@ -207,10 +231,9 @@ class ArqDispatcher:
                 len(deliveries),
                 exc_info=True,
             )
-            return
-        await mark_enqueued(
-            self._sessionmaker, [delivery.delivery_id for delivery in deliveries], enqueued_at
-        )
+            await unmark_enqueued(
+                self._sessionmaker, [delivery.delivery_id for delivery in deliveries]
+            )
 
     async def aclose(self) -> None:
         if self._owns_redis:
@@ -295,11 +318,11 @@ class InProcessDispatcher:
         by_request: dict[str | None, list[uuid.UUID]] = {}
         for delivery in deliveries:
             by_request.setdefault(delivery.request_id, []).append(delivery.delivery_id)
-        enqueued_at = self._clock()
-        accepted: list[uuid.UUID] = []
+        accepted: set[uuid.UUID] = set()
         for request_id, delivery_ids in by_request.items():
-            accepted.extend(self._accept(delivery_ids, request_id))
-        await mark_enqueued(self._sessionmaker, accepted, enqueued_at)
+            accepted.update(self._accept(delivery_ids, request_id))
+        refused = [d.delivery_id for d in deliveries if d.delivery_id not in accepted]
+        await unmark_enqueued(self._sessionmaker, refused)
 
     @property
     def queued(self) -> int:

@@ -25,20 +25,22 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.delivery.dispatch import Dispatcher, QueuedDelivery
-from service.delivery.planner import candidates, plan
+from service.delivery.planner import Candidate, candidates, initial_status, matches
 from service.errors import ServiceUnavailable
-from service.models import Interaction, WebhookReceipt
+from service.models import Delivery, DeliveryStatus, Integration, Interaction, WebhookReceipt
 from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
+from service.triggers.compiled import CompiledTrigger
 from service.webhooks.results import IntakeResult, interaction_values
 from service.webhooks.schemas import InteractionEvent
 
@@ -71,25 +73,31 @@ class IntakeBatcher:
         *,
         max_batch: int = MAX_BATCH,
         max_waiting: int = MAX_WAITING,
+        writers: int = 1,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._dispatcher = dispatcher
         self._max_batch = max_batch
+        self._writer_count = writers
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue(max_waiting)
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: list[asyncio.Task[None]] = []
         self._enqueues: set[asyncio.Task[None]] = set()
         self._closing = False
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_forever(), name="intake-writer")
+        self._writers = [
+            asyncio.create_task(self._write_forever(), name=f"intake-writer-{number}")
+            for number in range(self._writer_count)
+        ]
 
     async def aclose(self) -> None:
         """Stop taking webhooks, store and answer the ones already waiting, then stop."""
         self._closing = True
-        if self._writer is not None:
+        if self._writers:
             await self._queue.join()
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            for writer in self._writers:
+                writer.cancel()
+            await asyncio.gather(*self._writers, return_exceptions=True)
         if self._enqueues:
             await asyncio.gather(*self._enqueues, return_exceptions=True)
 
@@ -102,7 +110,7 @@ class IntakeBatcher:
         request_id: str | None = None,
     ) -> IntakeResult:
         """Store a completed interaction; returns once it is committed (or raises)."""
-        if self._closing or self._writer is None or self._queue.full():
+        if self._closing or not self._writers or self._queue.full():
             raise ServiceUnavailable(
                 "Intake is at capacity (or shutting down); send this webhook again shortly.",
                 headers={"Retry-After": "1"},
@@ -124,8 +132,9 @@ class IntakeBatcher:
                     self._queue.task_done()
 
     async def _write(self, batch: list[_Waiting]) -> None:
+        dispatcher = self._dispatcher()
         try:
-            results = await self._store(batch)
+            results = await self._store(batch, enqueue=dispatcher is not None)
             INTAKE_BATCH_SIZE.observe(len(batch))
         except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
             # The database is unreachable: every webhook of the batch fails alike (503).
@@ -152,7 +161,6 @@ class IntakeBatcher:
             for waiting, result in zip(batch, results, strict=True)
             for delivery_id in result.pending_ids
         ]
-        dispatcher = self._dispatcher()
         enqueue: asyncio.Task[None] | None = None
         if queued and dispatcher is not None:
             enqueue = asyncio.create_task(self._enqueue(dispatcher, queued))
@@ -172,7 +180,7 @@ class IntakeBatcher:
                 "enqueue after commit failed; the sweeper will pick them up", exc_info=True
             )
 
-    async def _store(self, batch: list[_Waiting]) -> list[IntakeResult]:
+    async def _store(self, batch: list[_Waiting], *, enqueue: bool = True) -> list[IntakeResult]:
         """One transaction for the whole batch; the result of each webhook, in order."""
         now = utc_now()
         results: list[IntakeResult | None] = [None] * len(batch)
@@ -183,27 +191,33 @@ class IntakeBatcher:
             first_copy: dict[tuple[uuid.UUID, str], int] = {}
             for index, waiting in enumerate(batch):
                 first_copy.setdefault((waiting.organization_id, waiting.webhook_id), index)
+            # Rows go in key order, so concurrent batches that share a key (a sender's retry)
+            # wait for each other's unique-index entries in one order: never a deadlock.
+            first_copy = dict(
+                sorted(first_copy.items(), key=lambda item: (str(item[0][0]), item[0][1]))
+            )
             inserted = await session.execute(
-                _insert_unless_present(dialect, WebhookReceipt)
-                .values(
-                    [
-                        {
-                            "organization_id": batch[index].organization_id,
-                            "webhook_id": batch[index].webhook_id,
-                            "event_type": batch[index].event.type,
-                            "received_at": now,
-                        }
-                        for index in first_copy.values()
-                    ]
-                )
-                .returning(WebhookReceipt.organization_id, WebhookReceipt.webhook_id)
+                _insert_unless_present(dialect, RECEIPTS).returning(
+                    RECEIPTS.c.organization_id, RECEIPTS.c.webhook_id
+                ),
+                [
+                    {
+                        "organization_id": batch[index].organization_id,
+                        "webhook_id": batch[index].webhook_id,
+                        "event_type": batch[index].event.type,
+                        "received_at": now,
+                    }
+                    for index in first_copy.values()
+                ],
             )
             new_receipts = {(row[0], row[1]) for row in inserted}
             fresh = [index for key, index in first_copy.items() if key in new_receipts]
 
             # 2. Interactions: likewise per (organization, Creovai id).
             rows: dict[tuple[uuid.UUID, str], tuple[int, dict[str, Any]]] = {}
-            for index in sorted(fresh):
+            for index in sorted(
+                fresh, key=lambda i: (str(batch[i].organization_id), batch[i].event.data.id)
+            ):
                 waiting = batch[index]
                 key = (waiting.organization_id, waiting.event.data.id)
                 if key not in rows:
@@ -221,37 +235,78 @@ class IntakeBatcher:
             stored: set[uuid.UUID] = set()
             if rows:
                 inserted = await session.execute(
-                    _insert_unless_present(dialect, Interaction)
-                    .values([values for _, values in rows.values()])
-                    .returning(Interaction.id)
+                    _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
+                    [values for _, values in rows.values()],
                 )
                 stored = {row[0] for row in inserted}
 
             # 3. Deliveries: the organization's candidates read once per batch.
-            by_organization: dict[uuid.UUID, list[Any]] = {}
+            by_organization: dict[uuid.UUID, list[Candidate]] = {}
+            deliveries: list[dict[str, Any]] = []
             for index, values in rows.values():
                 if values["id"] not in stored:
                     continue
                 organization_id = values["organization_id"]
                 if organization_id not in by_organization:
                     by_organization[organization_id] = await candidates(session, organization_id)
-                interaction = Interaction(
-                    id=values["id"], organization_id=organization_id, revision=1
+                planned = [
+                    _delivery_row(now, organization_id, values["id"], integration, trigger, enqueue)
+                    for integration, trigger in matches(
+                        batch[index].event.data, by_organization[organization_id]
+                    )
+                ]
+                deliveries += planned
+                results[index] = IntakeResult(
+                    "accepted",
+                    [delivery["status"] for delivery in planned],
+                    [d["id"] for d in planned if d["status"] is DeliveryStatus.PENDING],
                 )
-                deliveries = plan(
-                    interaction, batch[index].event.data, by_organization[organization_id]
-                )
-                session.add_all(deliveries)
-                results[index] = IntakeResult("accepted", deliveries)
-            await session.flush()
-        return [result or IntakeResult("duplicate", []) for result in results]
+            if deliveries:
+                await session.execute(insert(DELIVERIES), deliveries)
+        return [result or IntakeResult("duplicate") for result in results]
 
 
-def _insert_unless_present(dialect: str, model: type[Any]) -> Insert:
+# Core tables, not ORM entities: the rows are plain dicts inserted with executemany, which
+# SQLAlchemy sends as multi-row INSERTs from one cached statement ("insertmanyvalues"); ORM
+# objects or a `.values([...])` compiled afresh per batch cost more than the database does.
+RECEIPTS: Table = WebhookReceipt.__table__  # type: ignore[assignment]
+INTERACTIONS: Table = Interaction.__table__  # type: ignore[assignment]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+
+
+def _insert_unless_present(dialect: str, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING in the session's dialect."""
     if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    return sqlite.insert(model).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _delivery_row(
+    now: datetime,
+    organization_id: uuid.UUID,
+    interaction_id: uuid.UUID,
+    integration: Integration,
+    trigger: CompiledTrigger,
+    enqueue: bool,
+) -> dict[str, Any]:
+    status = initial_status(integration)
+    pending = status is DeliveryStatus.PENDING
+    return {
+        "id": uuid.uuid4(),
+        "organization_id": organization_id,
+        "integration_id": integration.id,
+        "interaction_id": interaction_id,
+        "trigger_id": trigger.id,
+        "trigger_name": trigger.name,
+        "status": status,
+        "interaction_revision": 1,
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": now,
+        # Stamped now: the batch is enqueued right after its commit, and the dispatcher
+        # clears the stamp of any it could not enqueue (so no UPDATE after the enqueue).
+        "last_enqueued_at": now if enqueue and pending else None,
+    }
 
 
 def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:

@@ -2,10 +2,12 @@
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from service.kit.json_text import JSONText
 from service.models import Delivery, DeliveryStatus
 from service.webhooks.schemas import InteractionEvent
 
@@ -15,13 +17,19 @@ IntakeStatus = Literal["accepted", "duplicate", "stale", "catalog_updated"]
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
     status: IntakeStatus
-    deliveries: list[Delivery]
+    # The initial status of each delivery the event created, and the ids of those to enqueue.
+    delivery_statuses: list[DeliveryStatus] = field(default_factory=list)
+    pending_ids: list[uuid.UUID] = field(default_factory=list)
     # Set when the intake writer enqueues the pending deliveries itself, with its batch.
     batch_enqueue: "asyncio.Future[None] | None" = None
 
-    @property
-    def pending_ids(self) -> list[uuid.UUID]:
-        return [d.id for d in self.deliveries if d.status == DeliveryStatus.PENDING]
+    @classmethod
+    def of(cls, status: IntakeStatus, deliveries: Sequence[Delivery]) -> "IntakeResult":
+        return cls(
+            status,
+            [delivery.status for delivery in deliveries],
+            [d.id for d in deliveries if d.status == DeliveryStatus.PENDING],
+        )
 
 
 def interaction_values(event: InteractionEvent) -> dict[str, Any]:
@@ -29,7 +37,9 @@ def interaction_values(event: InteractionEvent) -> dict[str, Any]:
     started_at: datetime = event.data.started_at
     return {
         "external_id": event.data.id,
-        "payload": event.data.model_dump(mode="json"),
+        # Dumped straight to JSON text: the same document as model_dump(mode="json"), but
+        # serialized once, in pydantic's Rust core (service.kit.json_text).
+        "payload": JSONText(event.data.model_dump_json()),
         "event_timestamp": event.timestamp,
         "started_at": started_at,
     }

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Executable, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.catalog.service import catalog as catalog_service
 from service.delivery.planner import candidates, plan
@@ -62,7 +62,13 @@ def _parse(body: bytes) -> InteractionEvent | CatalogEvent:
 class IntakeService:
     """One per process: the signing-secret cache and the intake writer live as long as it."""
 
-    def __init__(self, secrets: SigningSecretCache, batcher: IntakeBatcher) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        secrets: SigningSecretCache,
+        batcher: IntakeBatcher,
+    ) -> None:
+        self._sessionmaker = sessionmaker
         self._secrets = secrets
         self.batcher = batcher
 
@@ -85,7 +91,6 @@ class IntakeService:
 
     async def receive(
         self,
-        session: AsyncSession,
         organization_id: uuid.UUID,
         body: bytes,
         headers: dict[str, str],
@@ -98,7 +103,18 @@ class IntakeService:
             return await self.batcher.submit(
                 organization_id, webhook_id, event, request_id=request_id
             )
+        # Updates and catalogue events read before they write: a transaction of their own,
+        # committed before the answer.
+        async with self._sessionmaker.begin() as session:
+            return await self._receive(session, organization_id, webhook_id, event)
 
+    async def _receive(
+        self,
+        session: AsyncSession,
+        organization_id: uuid.UUID,
+        webhook_id: str,
+        event: InteractionEvent | CatalogEvent,
+    ) -> IntakeResult:
         receipt = await session.execute(
             _insert_unless_present(
                 session,
@@ -110,7 +126,7 @@ class IntakeService:
             )
         )
         if receipt.rowcount == 0:  # type: ignore[attr-defined]
-            return IntakeResult("duplicate", [])
+            return IntakeResult("duplicate")
 
         if isinstance(event, CatalogEvent):
             await catalog_service.replace(
@@ -119,7 +135,7 @@ class IntakeService:
                 document=event.data,
                 actor=WEBHOOK_ACTOR,
             )
-            return IntakeResult("catalog_updated", [])
+            return IntakeResult("catalog_updated")
         if event.type == "interaction.updated":
             return await self._update(session, organization_id, event)
         return await self._complete(session, organization_id, event)
@@ -129,7 +145,7 @@ class IntakeService:
     ) -> IntakeResult:
         interaction = await self._insert_interaction(session, organization_id, event)
         if interaction is None:
-            return IntakeResult("duplicate", [])
+            return IntakeResult("duplicate")
         return await self._plan(session, interaction, event.data)
 
     async def _insert_interaction(
@@ -167,7 +183,7 @@ class IntakeService:
         deliveries = plan(interaction, payload, integrations, skip=skip)
         session.add_all(deliveries)
         await session.flush()
-        return IntakeResult("accepted", deliveries)
+        return IntakeResult.of("accepted", deliveries)
 
     async def _update(
         self, session: AsyncSession, organization_id: uuid.UUID, event: InteractionEvent
@@ -184,7 +200,7 @@ class IntakeService:
             # The completion never arrived (or arrives later): this version is the first.
             return await self._complete(session, organization_id, event)
         if event.timestamp <= stored.event_timestamp:
-            return IntakeResult("stale", [])
+            return IntakeResult("stale")
 
         values = interaction_values(event)
         stored.payload = values["payload"]

@@ -62,9 +62,9 @@ class CountingBatcher:
         self.sizes: list[int] = []
         store = batcher._store
 
-        async def counted(batch: list[Any]) -> Any:
+        async def counted(batch: list[Any], **kwargs: Any) -> Any:
             self.sizes.append(len(batch))
-            return await store(batch)
+            return await store(batch, **kwargs)
 
         monkeypatch.setattr(batcher, "_store", counted)
 
@@ -141,9 +141,9 @@ async def test_copies_inside_one_batch_are_duplicates_of_the_first(
     batcher = intake(app).batcher
     store = batcher._store
 
-    async def gated(batch: list[Any]) -> Any:
+    async def gated(batch: list[Any], **kwargs: Any) -> Any:
         await gate.wait()
-        return await store(batch)
+        return await store(batch, **kwargs)
 
     batcher._store = gated  # type: ignore[method-assign]
     try:
@@ -224,9 +224,9 @@ async def test_a_full_writer_queue_answers_503_and_stores_nothing(
     gate = asyncio.Event()
     store = batcher._store
 
-    async def stalled(batch: list[Any]) -> Any:
+    async def stalled(batch: list[Any], **kwargs: Any) -> Any:
         await gate.wait()
-        return await store(batch)
+        return await store(batch, **kwargs)
 
     batcher._store = stalled  # type: ignore[method-assign]
     monkeypatch.setattr(intake(app), "batcher", batcher)
