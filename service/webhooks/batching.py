@@ -28,8 +28,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,10 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.delivery.dispatch import Dispatcher, QueuedDelivery
 from service.delivery.planner import Candidate, candidates, initial_status, matches
 from service.errors import ServiceUnavailable
-from service.models import Delivery, DeliveryStatus, Integration, Interaction, WebhookReceipt
+from service.models import DeliveryStatus, Integration
 from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
 from service.triggers.compiled import CompiledTrigger
+from service.webhooks.bulk import insert_deliveries, insert_interactions, insert_receipts
 from service.webhooks.results import IntakeResult, interaction_values
 from service.webhooks.schemas import InteractionEvent
 
@@ -185,8 +184,6 @@ class IntakeBatcher:
         now = utc_now()
         results: list[IntakeResult | None] = [None] * len(batch)
         async with self._sessionmaker.begin() as session:
-            dialect = session.get_bind().dialect.name
-
             # 1. Receipts: the first copy of a webhook-id (in the database or this batch) wins.
             first_copy: dict[tuple[uuid.UUID, str], int] = {}
             for index, waiting in enumerate(batch):
@@ -196,10 +193,8 @@ class IntakeBatcher:
             first_copy = dict(
                 sorted(first_copy.items(), key=lambda item: (str(item[0][0]), item[0][1]))
             )
-            inserted = await session.execute(
-                _insert_unless_present(dialect, RECEIPTS).returning(
-                    RECEIPTS.c.organization_id, RECEIPTS.c.webhook_id
-                ),
+            new_receipts = await insert_receipts(
+                session,
                 [
                     {
                         "organization_id": batch[index].organization_id,
@@ -210,7 +205,6 @@ class IntakeBatcher:
                     for index in first_copy.values()
                 ],
             )
-            new_receipts = {(row[0], row[1]) for row in inserted}
             fresh = [index for key, index in first_copy.items() if key in new_receipts]
 
             # 2. Interactions: likewise per (organization, Creovai id).
@@ -228,17 +222,12 @@ class IntakeBatcher:
                             "organization_id": waiting.organization_id,
                             "revision": 1,
                             "created_at": now,
-                            "updated_at": now,
                             **interaction_values(waiting.event),
                         },
                     )
             stored: set[uuid.UUID] = set()
             if rows:
-                inserted = await session.execute(
-                    _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
-                    [values for _, values in rows.values()],
-                )
-                stored = {row[0] for row in inserted}
+                stored = await insert_interactions(session, [values for _, values in rows.values()])
 
             # 3. Deliveries: the organization's candidates read once per batch.
             by_organization: dict[uuid.UUID, list[Candidate]] = {}
@@ -261,24 +250,8 @@ class IntakeBatcher:
                     [delivery["status"] for delivery in planned],
                     [d["id"] for d in planned if d["status"] is DeliveryStatus.PENDING],
                 )
-            if deliveries:
-                await session.execute(insert(DELIVERIES), deliveries)
+            await insert_deliveries(session, deliveries)
         return [result or IntakeResult("duplicate") for result in results]
-
-
-# Core tables, not ORM entities: the rows are plain dicts inserted with executemany, which
-# SQLAlchemy sends as multi-row INSERTs from one cached statement ("insertmanyvalues"); ORM
-# objects or a `.values([...])` compiled afresh per batch cost more than the database does.
-RECEIPTS: Table = WebhookReceipt.__table__  # type: ignore[assignment]
-INTERACTIONS: Table = Interaction.__table__  # type: ignore[assignment]
-DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
-
-
-def _insert_unless_present(dialect: str, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _delivery_row(
@@ -301,8 +274,6 @@ def _delivery_row(
         "status": status,
         "interaction_revision": 1,
         "created_at": now,
-        "updated_at": now,
-        "next_attempt_at": now,
         # Stamped now: the batch is enqueued right after its commit, and the dispatcher
         # clears the stamp of any it could not enqueue (so no UPDATE after the enqueue).
         "last_enqueued_at": now if enqueue and pending else None,

@@ -326,3 +326,48 @@ class TestSigningSecretCache:
         )
         assert_problem(refused, 401)
         assert unknown not in intake(app)._secrets._entries
+
+
+async def test_batched_rows_read_back_as_the_models_define_them(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+) -> None:
+    """Both insert paths (PostgreSQL's unnest arrays, SQLite's executemany) write every column."""
+    from service.interactions.schemas import Interaction as InteractionPayload
+    from service.models import DeliveryStatus
+
+    integration_id = await enabled_integration(client, admin)
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    data = interaction(id="call-columns")
+    body = event(data)
+    answer = await post_event(client, admin.organization.id, secret, body)
+    assert answer.status_code == 202
+    async with sessionmaker() as session:
+        stored = (await session.scalars(select(Interaction))).one()
+        delivery = (await session.scalars(select(Delivery))).one()
+    expected = InteractionPayload.model_validate(data).model_dump(mode="json")
+    assert stored.payload == expected
+    assert stored.external_id == "call-columns"
+    assert stored.organization_id == admin.organization.id
+    assert stored.revision == 1
+    assert stored.created_at == stored.updated_at
+    assert stored.started_at == InteractionPayload.model_validate(data).started_at
+    assert stored.event_timestamp.tzinfo is not None
+    assert str(delivery.integration_id) == integration_id
+    assert delivery.interaction_id == stored.id
+    assert delivery.organization_id == admin.organization.id
+    assert delivery.status is DeliveryStatus.PENDING
+    assert delivery.trigger_id is not None
+    assert delivery.trigger_name
+    assert delivery.attempts == 0
+    assert delivery.next_attempt_at == delivery.created_at == delivery.updated_at
+    assert delivery.last_enqueued_at == delivery.created_at  # enqueued with its batch
+    assert delivery.delivered_at is None
+    assert delivery.response_id is None
+    assert delivery.last_error is None
+    assert delivery.newer_revision_after_delivery is False
+    assert delivery.interaction_revision == 1
