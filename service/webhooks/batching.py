@@ -116,8 +116,9 @@ class IntakeBatcher:
             )
         waiting = _Waiting(organization_id, webhook_id, event, request_id)
         self._queue.put_nowait(waiting)
-        # Shielded: a client that hangs up does not cancel the batch its webhook is part of.
-        return await asyncio.shield(waiting.answer)
+        # A client that hangs up cancels only this wait (its answer future): the batch goes on,
+        # and the writer skips answering a cancelled one.
+        return await waiting.answer
 
     async def _write_forever(self) -> None:
         while True:

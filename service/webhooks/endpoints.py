@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import get_args
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +16,7 @@ from service.auth.dependencies import RecentAdminPrincipal
 from service.db import SessionDep
 from service.delivery.dispatch import Dispatcher
 from service.errors import problem_responses
-from service.models import WebhookSecret
+from service.models import DeliveryStatus, WebhookSecret
 from service.models.base import utc_now
 from service.observability.metrics import DELIVERIES_CREATED, WEBHOOK_EVENTS
 from service.organizations.service import generate_webhook_secret
@@ -70,9 +71,9 @@ async def receive_webhook(organization_id: uuid.UUID, request: Request) -> Respo
     result = await intake.receive(
         organization_id, body, signature_headers(request.headers), request_id=request_id
     )
-    WEBHOOK_EVENTS.labels(result.status).inc()
+    _EVENTS[result.status].inc()
     for delivery_status in result.delivery_statuses:
-        DELIVERIES_CREATED.labels(delivery_status.value).inc()
+        _CREATED[delivery_status].inc()
     background: BackgroundTask | None = None
     if result.batch_enqueue is not None:
         # The writer enqueues the whole batch; this request ends once that was tried, so a
@@ -91,6 +92,11 @@ async def receive_webhook(organization_id: uuid.UUID, request: Request) -> Respo
         media_type="application/json",
         background=background,
     )
+
+
+# The metric children, looked up once rather than per webhook.
+_EVENTS = {status: WEBHOOK_EVENTS.labels(status) for status in get_args(IntakeStatus)}
+_CREATED = {status: DELIVERIES_CREATED.labels(status.value) for status in DeliveryStatus}
 
 
 @lru_cache(maxsize=256)
