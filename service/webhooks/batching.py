@@ -33,9 +33,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.delivery.dispatch import Dispatcher, QueuedDelivery
-from service.delivery.planner import Candidate, candidates, initial_status, matches
+from service.delivery.planner import (
+    Candidate,
+    IntegrationState,
+    candidates,
+    initial_status,
+    matches,
+)
 from service.errors import ServiceUnavailable
-from service.models import DeliveryStatus, Integration
+from service.models import DeliveryStatus
 from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
 from service.triggers.compiled import CompiledTrigger
@@ -259,7 +265,7 @@ def _delivery_row(
     now: datetime,
     organization_id: uuid.UUID,
     interaction_id: uuid.UUID,
-    integration: Integration,
+    integration: IntegrationState,
     trigger: CompiledTrigger,
     enqueue: bool,
 ) -> dict[str, Any]:
