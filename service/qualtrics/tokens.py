@@ -21,6 +21,12 @@ old one ages out.
 
 A cache that fails (Redis down) degrades to a miss: deliveries then fetch more tokens, but
 they keep flowing, because losing Redis must lose nothing (design §2).
+
+In front of the shared cache, each manager remembers the tokens it handed out until their
+refresh time, so a busy worker does not read (and decrypt) the same token from Redis for every
+request. Nothing is lost by that: a token another process replaced after a 401 is still
+valid for this one until Qualtrics rejects it, and then `refresh()` reads the shared cache
+again and takes the newer token from there.
 """
 
 import asyncio
@@ -38,6 +44,8 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 60.0
+# Tokens one manager remembers in memory at most (one per credential set in use).
+MAX_REMEMBERED = 10_000
 REDIS_KEY_PREFIX = "connector:qualtrics:token:"
 
 Clock = Callable[[], float]
@@ -215,17 +223,24 @@ class TokenManager:
         self._clock = clock
         self._margin = refresh_margin
         self._inflight: dict[str, asyncio.Task[CachedToken]] = {}
+        # Tokens this manager handed out, until their refresh time (see the module docstring).
+        self._remembered: dict[str, CachedToken] = {}
 
     async def get(self, key: str, fetch: TokenFetcher) -> CachedToken:
         """A token that is good for at least the refresh margin; fetched if there is none."""
         if key not in self._inflight:
+            remembered = self._remembered.get(key)
+            if remembered is not None and self._clock() < remembered.refresh_at:
+                return remembered
             cached = await self._cache.get(key)
             if cached is not None and self._clock() < cached.refresh_at:
+                self._remember(key, cached)
                 return cached
         return await self._join(key, fetch)
 
     async def refresh(self, key: str, rejected: str, fetch: TokenFetcher) -> CachedToken:
         """A token other than `rejected`, which Qualtrics just answered 401 to."""
+        self._forget(key, rejected)
         if key not in self._inflight:
             cached = await self._cache.get(key)
             if (
@@ -233,13 +248,28 @@ class TokenManager:
                 and cached.access_token != rejected
                 and self._clock() < cached.refresh_at
             ):
+                self._remember(key, cached)
                 return cached
             await self._cache.delete(key, only_if=rejected)
         return await self._join(key, fetch)
 
     async def discard(self, key: str, rejected: str) -> None:
         """Forget `rejected` (if still cached) so the next caller fetches a new token."""
+        self._forget(key, rejected)
         await self._cache.delete(key, only_if=rejected)
+
+    def _remember(self, key: str, token: CachedToken) -> None:
+        now = self._clock()
+        if len(self._remembered) >= MAX_REMEMBERED:  # replaced credentials must not pile up
+            self._remembered = {k: v for k, v in self._remembered.items() if v.refresh_at > now}
+            if len(self._remembered) >= MAX_REMEMBERED:
+                self._remembered.clear()
+        self._remembered[key] = token
+
+    def _forget(self, key: str, access_token: str) -> None:
+        remembered = self._remembered.get(key)
+        if remembered is not None and remembered.access_token == access_token:
+            del self._remembered[key]
 
     async def _join(self, key: str, fetch: TokenFetcher) -> CachedToken:
         task = self._inflight.get(key)
@@ -263,4 +293,5 @@ class TokenManager:
         usable = lifetime - min(self._margin, lifetime / 2)
         token = CachedToken(access_token=grant.access_token, refresh_at=started + usable)
         await self._cache.set(key, token, ttl=usable)
+        self._remember(key, token)
         return token

@@ -20,9 +20,11 @@ Tuned for I/O-bound deliveries (reliability-facts §3.3, §3.4):
   finish (the HTTP deadline, 45 s, fits in the default 50 s) before cancelling the rest.
 
 `startup` builds, once per worker: the engine and sessionmaker (refusing an old schema), one
-Redis client for the token cache and the rate limiter, one `QualtricsGateway` (one HTTP pool),
-the `RedisRateLimiter`, the `DeliveryContext`, and the sweeper loop; `shutdown` stops and
-disposes them, and may be called twice.
+Redis client for the token cache and the rate limiter, one `QualtricsGateway` (a connection
+per job, spread over small pools: `service.qualtrics.transport`), the `RedisRateLimiter`, the
+`DeliveryContext` with its `DeliveryBatches` on PostgreSQL (concurrent jobs claim and record
+in shared statements: `service.delivery.sender`), and the sweeper loop; `shutdown` stops and
+disposes them (the batches' last statements commit first), and may be called twice.
 """
 
 import logging
@@ -38,8 +40,9 @@ from service.db import create_engine, create_sessionmaker, ensure_schema_current
 from service.delivery.health_checks import HealthCheckLoop
 from service.delivery.queue import ArqDispatcher, job_deserializer, job_serializer
 from service.delivery.ratelimit import RateLimitConfig, RedisRateLimiter
-from service.delivery.sender import DeliveryContext
+from service.delivery.sender import DeliveryBatches, DeliveryContext
 from service.kit.crypto import SecretBox
+from service.qualtrics import RedisTokenCache, create_http_client
 from service.worker.context import WorkerContext
 from service.worker.sweeper import Sweeper
 from service.worker.tasks import MAX_TRIES, delivery_send
@@ -92,14 +95,26 @@ async def startup(raw: dict[str, Any]) -> None:
     await ensure_schema_current(engine)
     ctx["sessionmaker"] = sessionmaker = create_sessionmaker(engine)
     ctx["cache_redis"] = cache_redis = Redis.from_url(settings.redis_url)
-    ctx["gateway"] = gateway = QualtricsGateway.for_settings(
+    box = SecretBox(settings.fernet_keys)
+    ctx["gateway"] = gateway = QualtricsGateway(
         base_url_template=settings.qualtrics_base_url,
-        box=SecretBox(settings.fernet_keys),
-        redis=cache_redis,
+        box=box,
+        # A connection for every job (one request each), in small pools (`transport.py`).
+        http=create_http_client(
+            max_connections=settings.worker_max_jobs,
+            max_keepalive_connections=settings.worker_max_jobs,
+        ),
+        # Cached tokens are bearer credentials: encrypted at rest in Redis.
+        token_cache=RedisTokenCache(cache_redis, cipher=box),
     )
     ctx["limiter"] = limiter = RedisRateLimiter(cache_redis, rate_limit_config(settings))
     ctx["delivery"] = DeliveryContext(
-        sessionmaker=sessionmaker, gateway=gateway, limiter=limiter, settings=settings
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        limiter=limiter,
+        settings=settings,
+        # Concurrent jobs claim and record in shared transactions (PostgreSQL only).
+        batches=DeliveryBatches(engine) if engine.dialect.name == "postgresql" else None,
     )
     ctx["sweeper"] = sweeper = Sweeper(
         engine,
@@ -135,6 +150,8 @@ async def shutdown(raw: dict[str, Any]) -> None:
         await ctx["sweeper"].stop()
     if "health_checks" in ctx:
         await ctx["health_checks"].stop()
+    if "delivery" in ctx and ctx["delivery"].batches is not None:
+        await ctx["delivery"].batches.aclose()  # the last claims and records commit first
     if "gateway" in ctx:
         await ctx["gateway"].aclose()
     if "cache_redis" in ctx:

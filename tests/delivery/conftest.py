@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.delivery.encoding_cache import PlanCache
-from service.delivery.sender import DeliveryContext
+from service.delivery.sender import DeliveryBatches, DeliveryContext
 from service.interactions.schemas import INTERACTION_EXAMPLE
 from service.models import (
     Delivery,
@@ -114,16 +114,36 @@ def limiter() -> RecordingLimiter:
     return RecordingLimiter()
 
 
-@pytest.fixture
-def delivery_context(
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Batches are PostgreSQL only: their SQLite combinations are deselected, not skipped."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        batched_on_sqlite = params is not None and (
+            params.params.get("delivery_context") == "batched"
+            and params.params.get("database_url") == "sqlite"
+        )
+        (dropped if batched_on_sqlite else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(params=["own", "batched"])
+async def delivery_context(
+    request: pytest.FixtureRequest,
     app: FastAPI,
     settings: Settings,
     qualtrics: FakeQualtrics,
     clock: Clock,
     limiter: RecordingLimiter,
-) -> DeliveryContext:
+) -> AsyncIterator[DeliveryContext]:
+    """Every sender test runs twice on PostgreSQL: each run in transactions of its own, and
+    with the worker's batches (claims and successes coalesced); SQLite has no batches (see
+    `pytest_collection_modifyitems`)."""
+    batches = DeliveryBatches(app.state.engine) if request.param == "batched" else None
     # `qualtrics` first: it wires the fake into app.state.qualtrics.
-    return DeliveryContext(
+    yield DeliveryContext(
         sessionmaker=app.state.sessionmaker,
         gateway=app.state.qualtrics,
         limiter=limiter,
@@ -131,7 +151,10 @@ def delivery_context(
         clock=clock,
         rand=random.Random(20240601).random,
         plans=PlanCache(),
+        batches=batches,
     )
+    if batches is not None:
+        await batches.aclose()
 
 
 async def enable_integration(

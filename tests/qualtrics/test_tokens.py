@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from service.kit.crypto import SecretBox
+from service.qualtrics import tokens as tokens_module
 from service.qualtrics.tokens import (
     CachedToken,
     InMemoryTokenCache,
@@ -268,3 +269,70 @@ class TestTokenManager:
         assert (await tokens.get("k", fetch)).access_token == "tok-1"
         await tokens.discard("k", "tok-1")
         assert (await tokens.get("k", fetch)).access_token == "tok-2"
+
+
+class CountingCache(InMemoryTokenCache):
+    """Counts how often the shared cache is read."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.reads = 0
+
+    async def get(self, key: str) -> CachedToken | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+class TestRememberedTokens:
+    async def test_a_token_handed_out_is_not_read_again_until_its_refresh(
+        self, clock: FakeClock
+    ) -> None:
+        cache = CountingCache(clock)
+        manager = TokenManager(cache, clock=clock)
+        fetch = Fetcher(expires_in=3600)
+        assert (await manager.get("k", fetch)).access_token == "tok-1"
+        reads = cache.reads
+        for _ in range(5):
+            assert (await manager.get("k", fetch)).access_token == "tok-1"
+        assert cache.reads == reads  # from memory
+        clock.advance(3600 - 59)  # inside the refresh margin
+        assert (await manager.get("k", fetch)).access_token == "tok-2"
+        assert fetch.calls == 2
+
+    async def test_a_token_from_the_shared_cache_is_remembered(self, clock: FakeClock) -> None:
+        cache = CountingCache(clock)
+        fetch = Fetcher()
+        await TokenManager(cache, clock=clock).get("k", fetch)  # another process fetched
+        manager = TokenManager(cache, clock=clock)
+        await manager.get("k", fetch)
+        reads = cache.reads
+        await manager.get("k", fetch)
+        assert (cache.reads, fetch.calls) == (reads, 1)
+
+    async def test_after_a_401_the_newer_shared_token_is_used(self, clock: FakeClock) -> None:
+        """Another process replaced the token; this one learns it from the 401."""
+        cache = CountingCache(clock)
+        fetch = Fetcher()
+        this, other = TokenManager(cache, clock=clock), TokenManager(cache, clock=clock)
+        assert (await this.get("k", fetch)).access_token == "tok-1"
+        assert (await other.refresh("k", "tok-1", fetch)).access_token == "tok-2"
+        assert (await this.get("k", fetch)).access_token == "tok-1"  # still remembered
+        assert (await this.refresh("k", "tok-1", fetch)).access_token == "tok-2"
+        assert (await this.get("k", fetch)).access_token == "tok-2"
+        assert fetch.calls == 2
+
+    async def test_a_discarded_token_is_forgotten(self, clock: FakeClock) -> None:
+        manager = TokenManager(CountingCache(clock), clock=clock)
+        fetch = Fetcher()
+        await manager.get("k", fetch)
+        await manager.discard("k", "tok-1")
+        assert (await manager.get("k", fetch)).access_token == "tok-2"
+
+    async def test_memory_is_bounded(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(tokens_module, "MAX_REMEMBERED", 3)
+        manager = TokenManager(InMemoryTokenCache(clock=clock), clock=clock)
+        for key in "abcde":
+            await manager.get(key, Fetcher())
+        assert len(manager._remembered) <= 3

@@ -1,5 +1,6 @@
 """The HTTP control surface under /_fake/, as a benchmark or fault script would use it."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -180,6 +181,24 @@ class TestInspection:
         assert responses[0]["values"] == {"QID1_TEXT": "Ada"}
         assert responses[0]["idempotencyKey"] == "d-1"
 
+    async def test_forgetting_a_surveys_responses(self, http: httpx.AsyncClient) -> None:
+        headers = await bench_api(http)
+        survey_id = await new_survey(http, headers)
+        url = f"/load/API/v3/surveys/{survey_id}/responses"
+        first = await http.post(
+            url, headers={**headers, "Idempotency-Key": "k"}, json={"values": {}}
+        )
+
+        cleared = await http.delete(f"/_fake/surveys/{survey_id}/responses")
+        again = await http.post(
+            url, headers={**headers, "Idempotency-Key": "k"}, json={"values": {}}
+        )
+
+        assert cleared.json() == {"deleted": 1}
+        assert len((await http.get(f"/_fake/surveys/{survey_id}/responses")).json()) == 1
+        assert result_of(again)["responseId"] != result_of(first)["responseId"]  # key forgotten
+        assert (await http.delete("/_fake/surveys/SV_missing/responses")).status_code == 404
+
     async def test_out_of_band_delete(self, http: httpx.AsyncClient) -> None:
         headers = await bench_api(http)
         survey_id = await new_survey(http, headers)
@@ -206,6 +225,10 @@ class TestInspection:
         assert [(r["method"], r["path"], r["status"]) for r in last] == [
             ("GET", "/API/v3/missing", 404)
         ]
+        # Arrival to the microsecond, the whole-second `at` truncated from it.
+        precise = datetime.fromtimestamp(last[0]["timestamp"], UTC)
+        assert last[0]["at"] == precise.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert abs(precise - datetime.now(UTC)) < timedelta(seconds=30)
         assert bad_limit.status_code == 400
         assert (await http.get("/_fake/accounts")).json() == []
         assert (await http.get("/_fake/stats")).json()["total"] == 0

@@ -19,8 +19,11 @@ Plain JSON in and out; errors are `{"error": "...", "details"?: [...]}` with 400
     GET    /_fake/surveys/{id}                    definition, questions in order, embedded fields
     DELETE /_fake/surveys/{id}                    delete out of band (as in the Qualtrics UI)
     GET    /_fake/surveys/{id}/responses          the values exactly as posted
+    DELETE /_fake/surveys/{id}/responses          forget them (a benchmark between rounds)
+                                                  {"deleted": n}
     GET    /_fake/stats                           {"total", "by_status", "rate_limited"}
-    GET    /_fake/requests?limit=N                the last N requests (method, path, status…)
+    GET    /_fake/requests?limit=N                the last N requests (method, path, status,
+                                                  `timestamp`: arrival in Unix seconds…)
 """
 
 from typing import Any, TypeVar
@@ -218,6 +221,11 @@ async def list_responses(request: Request) -> Response:
     return JSONResponse([response.as_json() for response in survey.responses.values()])
 
 
+async def clear_responses(request: Request) -> Response:
+    survey = _survey(fake_of(request), request)
+    return JSONResponse({"deleted": survey.clear_responses()})
+
+
 async def stats(request: Request) -> Response:
     return JSONResponse(fake_of(request).stats.as_json())
 
@@ -250,6 +258,7 @@ routes = [
     Route("/_fake/surveys/{survey_id}", get_survey, methods=["GET"]),
     Route("/_fake/surveys/{survey_id}", delete_survey, methods=["DELETE"]),
     Route("/_fake/surveys/{survey_id}/responses", list_responses, methods=["GET"]),
+    Route("/_fake/surveys/{survey_id}/responses", clear_responses, methods=["DELETE"]),
     Route("/_fake/stats", stats, methods=["GET"]),
     Route("/_fake/requests", recent_requests, methods=["GET"]),
 ]

@@ -30,7 +30,11 @@ from .surveys import StoredResponse, Survey
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One API request as the fake saw it (control requests are not recorded)."""
+    """One API request as the fake saw it (control requests are not recorded).
+
+    `at` is when it arrived, on the fake clock; in JSON it is Qualtrics' whole-second ISO form,
+    and `timestamp` the same moment in Unix seconds to the microsecond (for rates and windows).
+    """
 
     at: datetime
     method: str
@@ -40,7 +44,7 @@ class RequestRecord:
     fault: str | None
 
     def as_json(self) -> JsonObject:
-        return {**self.__dict__, "at": iso(self.at)}
+        return {**self.__dict__, "at": iso(self.at), "timestamp": self.at.timestamp()}
 
 
 @dataclass

@@ -333,3 +333,10 @@ class Survey:
         response = self.responses.pop(response_id)
         if response.idempotency_key is not None:
             del self.idempotency_keys[response.idempotency_key]
+
+    def clear_responses(self) -> int:
+        """Forget every response (and its Idempotency-Key); how many there were."""
+        count = len(self.responses)
+        self.responses.clear()
+        self.idempotency_keys.clear()
+        return count
