@@ -452,6 +452,7 @@ def evaluate(
             "",
             0,
             "<=",
+            guarantee=True,
             extra={
                 "acknowledged": acknowledged,
                 "delivered": delivered,
@@ -465,6 +466,7 @@ def evaluate(
             "",
             0,
             "<=",
+            guarantee=True,
         ),
     ]
 
