@@ -2,8 +2,9 @@
 
     async with Stack(database="postgres", fake_latency=0.05) as stack:
         setup = await stack.setup(integrations=3)      # starts the api if it is not running
-        stack.start_workers(1, worker_max_jobs=50)
-        headers, body = signed_webhook(setup)
+        await stack.start_workers(1, worker_max_jobs=50)
+        headers, body = signed_webhook(setup)  # for stack.api_url + webhook_path(setup)
+        await stack.wait_delivered(3, within=30)
         ...
 
 `Stack` starts, each as its own process:
@@ -25,8 +26,12 @@ loop, which must outlive them (the death signal follows the thread that started 
 
 Alongside: `Stack.setup()` creates an organization, its admin and N integrations walked through
 the five setup steps over the public API, each on a Qualtrics account of its own at the fake;
-`signed_webhook()` / `WebhookFactory` make signed `interaction.completed` events fast; and the
-stack counts deliveries in the database and responses and requests at the fake.
+`signed_webhook()` / `WebhookFactory` make signed `interaction.completed` events fast;
+`plan_deliveries()` + `enqueue()` queue deliveries without the api (as intake's planner and
+dispatcher would); `quiesce_database()` settles PostgreSQL after a bulk load; and the stack
+counts deliveries in the database (`delivery_counts`, `delivered_times`, `wait_delivered`) and
+responses and requests at the fake (`fake_responses`, `fake_requests` with arrival times to
+the microsecond, `fake_stats`, `clear_fake_responses` between rounds).
 """
 
 import asyncio
@@ -305,16 +310,28 @@ class Stack:
         self._redis_process: Proc | None = None
         self._fake_process: Proc | None = None
         self._secret_keys = Fernet.generate_key().decode()
+        self._sigterm_handled = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        self._handle_sigterm()
         try:
             await self._start()
         except BaseException:
             await self._stop()
             raise
         return self
+
+    def _handle_sigterm(self) -> None:
+        """SIGTERM (a CI timeout, `kill`) cancels the benchmark like Ctrl+C does, so the block
+        still stops what it started and drops its database."""
+        task = asyncio.current_task()
+        if task is None:
+            return
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+            self._sigterm_handled = True
 
     async def __aexit__(
         self,
@@ -323,7 +340,11 @@ class Stack:
         traceback: TracebackType | None,
     ) -> None:
         # Shielded: a Ctrl+C (cancellation) must not leave processes or a database behind.
-        await asyncio.shield(self._stop())
+        try:
+            await asyncio.shield(self._stop())
+        finally:
+            if self._sigterm_handled:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
 
     async def _start(self) -> None:
         await self._start_redis()

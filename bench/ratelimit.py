@@ -87,7 +87,12 @@ async def run_one(rate: float, options: Options) -> Run:
         )
         await stack.enqueue(ids)
         since = time.time()  # the fake's clock is real time on this machine
-        await stack.start_workers(options.workers, qualtrics_rate_per_second=rate)
+        await stack.start_workers(
+            options.workers,
+            qualtrics_rate_per_second=rate,
+            # At the end, jobs still waiting for the limiter are cut short, not drained at R.
+            job_completion_wait=1,
+        )
         started = time.monotonic()
         await asyncio.sleep(options.seconds)
         stack.stop_workers()
@@ -153,7 +158,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--seconds", type=float, default=30.0, help="per rate")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    seconds = 8.0 if args.smoke else args.seconds
+    seconds = 6.0 if args.smoke else args.seconds
     return Options(tuple(args.rates), seconds, args.workers)
 
 
