@@ -87,14 +87,17 @@ def info(name: str, **values: Any) -> None:
 
 
 def report(figures: Iterable[Figure]) -> int:
-    """Print every figure; the exit code for the script (1 when any target was missed)."""
+    """Print every figure; the exit code for the script (1 when a target that counts was
+    missed: any, or in a smoke run only a guarantee)."""
+    smoke = os.environ.get("BENCH_SMOKE") == "1"
     missed = 0
     for figure in figures:
         print(figure.line(), flush=True)
         _record(
             {"kind": "figure", **asdict(figure), "ratio": figure.ratio, "passed": figure.passed}
         )
-        missed += not figure.passed
+        if not figure.passed and (figure.guarantee or not smoke):
+            missed += 1
     return 1 if missed else 0
 
 
