@@ -328,7 +328,8 @@ class CpuWindow:
     (/proc/PID/stat, whether it is the stack's, PostgreSQL's, this process's or anyone
     else's), so a run can tell its own load from a machine it shared. "interrupts" is hard and
     soft interrupt time (loopback networking, mostly); "unattributed" what no process still
-    running was charged with: mostly processes that ended within the window."""
+    running was charged with: mostly processes that ended within the window (a few hundredths
+    below zero when there were none: per-process and machine ticks are sampled apart)."""
 
     def __init__(self, processes: Sequence[Proc]) -> None:
         self._names = {proc.pid: proc.name for proc in processes}
