@@ -45,18 +45,16 @@ from bench.report import Figure, exit_with, info
 from service.catalog.schemas import CatalogDocument
 from service.data_fields.encoding import EncodingPlan, compile_plan
 from service.data_fields.schemas import DataField
-from service.data_fields.targets import QuestionTarget, build_targets
 from service.data_fields.validation import validate_selection
 from service.delivery.planner import Candidate, TriggerCache, plan
 from service.interactions.schemas import INTERACTION_EXAMPLE, Interaction
 from service.models import Integration, IntegrationHealth, Trigger
 from service.models import Interaction as InteractionRow
+from service.testing.samples import APP_URL, TRIGGER_NAME, score, synced_field_map
 from service.triggers.criteria import catalog_errors
 from service.triggers.index import TriggerSet
 from service.triggers.schemas import Criteria
 
-APP_URL = "https://app.creovai.com"
-TRIGGER_NAME = "Frustrated callers"
 # Fixed ids, so the sample-rate hashes (and so which triggers sample an interaction in) are the
 # same on every run.
 NAMESPACE = uuid.UUID("6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b")
@@ -92,29 +90,11 @@ CATALOG_DOCUMENT: dict[str, Any] = {
         {"name": "Sales", "members": ["Upgrade"]},
     ],
     "scores": [
-        {
-            "name": "TEI",
-            "min": 0,
-            "max": 10,
-            "ranges": [
-                {"label": "Low", "min": 0, "max": 3.3},
-                {"label": "Average", "min": 3.3, "max": 6.6},
-                {"label": "High", "min": 6.6, "max": 10},
-            ],
-        },
-        {"name": "AIS", "min": -100, "max": 100},
-        {
-            "name": "CSAT",
-            "min": 1,
-            "max": 5,
-            "ranges": [
-                {"label": "Unhappy", "min": 1, "max": 2.5},
-                {"label": "Neutral", "min": 2.5, "max": 3.5},
-                {"label": "Happy", "min": 3.5, "max": 5},
-            ],
-        },
-        {"name": "Sentiment score", "min": -1, "max": 1},
-        {"name": "Compliance", "min": 0, "max": 100},
+        score("TEI", 0, 10, ("Low", 0, 3.3), ("Average", 3.3, 6.6), ("High", 6.6, 10)),
+        score("AIS", -100, 100),
+        score("CSAT", 1, 5, ("Unhappy", 1, 2.5), ("Neutral", 2.5, 3.5), ("Happy", 3.5, 5)),
+        score("Sentiment score", -1, 1),
+        score("Compliance", 0, 100),
     ],
     "custom_metadata_fields": [
         {"name": name}
@@ -368,18 +348,7 @@ def encoding_plan(catalog: CatalogDocument) -> EncodingPlan:
     fields = [DataField.model_validate({"format": "text", **item}) for item in SELECTION]
     errors = validate_selection(fields, catalog)
     assert not errors, errors  # noqa: S101
-    # The field map the survey sync stores: question ids in order, embedded fields by name.
-    field_map: dict[str, dict[str, Any]] = {}
-    questions = 0
-    for target in build_targets(fields, catalog):
-        if target.target_key in field_map:
-            continue
-        if isinstance(target, QuestionTarget):
-            questions += 1
-            field_map[target.target_key] = target.field_map_entry(f"QID{questions}")
-        else:
-            field_map[target.target_key] = target.field_map_entry()
-    return compile_plan(fields, field_map, catalog)
+    return compile_plan(fields, synced_field_map(fields, catalog), catalog)
 
 
 # ---------------------------------------------------------------------------------------------

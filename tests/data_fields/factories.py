@@ -7,11 +7,10 @@ from typing import Any
 from service.catalog.schemas import CatalogDocument
 from service.data_fields.encoding import EncodedResponse, compile_plan
 from service.data_fields.schemas import DataField
-from service.data_fields.targets import QuestionTarget, build_targets
 from service.interactions.schemas import INTERACTION_EXAMPLE, Interaction
-
-APP_URL = "https://app.creovai.com"
-TRIGGER = "Frustrated callers"
+from service.testing import samples
+from service.testing.samples import APP_URL, score
+from service.testing.samples import TRIGGER_NAME as TRIGGER
 
 CATALOG_DOCUMENT: dict[str, Any] = {
     "categories": [
@@ -26,26 +25,9 @@ CATALOG_DOCUMENT: dict[str, Any] = {
         {"name": "Churn risk", "members": ["Cancellation", "Escalation"]},
     ],
     "scores": [
-        {
-            "name": "TEI",
-            "min": 0,
-            "max": 10,
-            "ranges": [
-                {"label": "Low", "min": 0, "max": 3.3},
-                {"label": "Average", "min": 3.3, "max": 6.6},
-                {"label": "High", "min": 6.6, "max": 10},
-            ],
-        },
-        {"name": "AIS", "min": -100, "max": 100},
-        {
-            "name": "CSAT",
-            "min": 1,
-            "max": 5,
-            "ranges": [
-                {"label": "Unhappy", "min": 1, "max": 3},
-                {"label": "Happy", "min": 3, "max": 5},
-            ],
-        },
+        score("TEI", 0, 10, ("Low", 0, 3.3), ("Average", 3.3, 6.6), ("High", 6.6, 10)),
+        score("AIS", -100, 100),
+        score("CSAT", 1, 5, ("Unhappy", 1, 3), ("Happy", 3, 5)),
     ],
     "custom_metadata_fields": [
         {"name": "region"},
@@ -94,17 +76,7 @@ def synced_field_map(
     fields: Sequence[DataField], catalog: CatalogDocument = CATALOG
 ) -> dict[str, dict[str, Any]]:
     """The field map the lead would store after creating every target (QID1, QID2, ...)."""
-    field_map: dict[str, dict[str, Any]] = {}
-    number = 0
-    for target in build_targets(fields, catalog):
-        if target.target_key in field_map:
-            continue
-        if isinstance(target, QuestionTarget):
-            number += 1
-            field_map[target.target_key] = target.field_map_entry(f"QID{number}")
-        else:
-            field_map[target.target_key] = target.field_map_entry()
-    return field_map
+    return samples.synced_field_map(fields, catalog)
 
 
 def encode(

@@ -1,16 +1,19 @@
-"""Signing webhook requests the way the Creovai platform does (Standard Webhooks v1)."""
+"""Signing webhook requests the way the Creovai platform does (Standard Webhooks v1), and a
+dispatcher that records what the intake enqueues."""
 
 import copy
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
+from service.delivery.dispatch import QueuedDelivery
 from service.interactions.schemas import INTERACTION_EXAMPLE
 from service.kit.crypto import SecretBox
 from service.models import WebhookSecret
@@ -69,3 +72,28 @@ async def post_event(
 
 
 STALE = timedelta(minutes=6)
+
+
+class RecordingDispatcher:
+    """A `Dispatcher` that records what it is asked to enqueue: one batch a call."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[QueuedDelivery]] = []
+
+    @property
+    def enqueued(self) -> list[uuid.UUID]:
+        """The ids of every delivery enqueued, in order."""
+        return [delivery.delivery_id for batch in self.batches for delivery in batch]
+
+    async def enqueue(
+        self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
+    ) -> None:
+        self.batches.append([QueuedDelivery(id_, request_id) for id_ in delivery_ids])
+
+    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
+        self.batches.append(list(deliveries))
+
+
+async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:  # type: ignore[type-arg]
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)

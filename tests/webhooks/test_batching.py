@@ -4,7 +4,6 @@ writer queue answers 503; and the signing-secret cache stays invisible to sender
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.delivery.dispatch import QueuedDelivery
 from service.kit.crypto import SecretBox
 from service.models import Delivery, Interaction, WebhookReceipt, WebhookSecret
 from service.models.base import utc_now
@@ -27,32 +25,14 @@ from tests.conftest import TEST_FERNET_KEY, Account
 from tests.helpers import assert_problem
 from tests.setup.helpers import enabled_integration
 from tests.webhooks.helpers import (
+    RecordingDispatcher,
+    count,
     event,
     interaction,
     organization_secret,
     post_event,
     signed_headers,
 )
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.batches: list[list[QueuedDelivery]] = []
-
-    async def enqueue(
-        self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
-    ) -> None:
-        self.batches.append([QueuedDelivery(id, request_id) for id in delivery_ids])
-
-    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
-        self.batches.append(list(deliveries))
-
-
-@pytest.fixture
-def dispatcher(app: FastAPI) -> RecordingDispatcher:
-    recorder = RecordingDispatcher()
-    app.state.dispatcher = recorder
-    return recorder
 
 
 class CountingBatcher:
@@ -69,14 +49,23 @@ class CountingBatcher:
         monkeypatch.setattr(batcher, "_store", counted)
 
 
-async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:  # type: ignore[type-arg]
-    async with sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 def intake(app: FastAPI) -> IntakeService:
     service: IntakeService = app.state.intake
     return service
+
+
+def hold_writer(batcher: IntakeBatcher) -> asyncio.Event:
+    """Make the batcher's writer wait, before storing each batch, until the returned event is
+    set (`del batcher._store` restores it)."""
+    gate = asyncio.Event()
+    store = batcher._store
+
+    async def held(batch: list[Any], **kwargs: Any) -> Any:
+        await gate.wait()
+        return await store(batch, **kwargs)
+
+    batcher._store = held  # type: ignore[method-assign]
+    return gate
 
 
 async def test_concurrent_webhooks_share_commits_and_each_is_stored_before_its_202(
@@ -137,15 +126,8 @@ async def test_copies_inside_one_batch_are_duplicates_of_the_first(
     same_webhook_headers = signed_headers(secret, same_webhook, webhook_id="msg_twice")
     data = interaction()
     # Hold the writer so that every request below lands in one batch.
-    gate = asyncio.Event()
     batcher = intake(app).batcher
-    store = batcher._store
-
-    async def gated(batch: list[Any], **kwargs: Any) -> Any:
-        await gate.wait()
-        return await store(batch, **kwargs)
-
-    batcher._store = gated  # type: ignore[method-assign]
+    gate = hold_writer(batcher)
     try:
         posts = [
             *(
@@ -221,14 +203,7 @@ async def test_a_full_writer_queue_answers_503_and_stores_nothing(
     # A writer that takes two waiting webhooks at most, and is stalled.
     batcher = IntakeBatcher(sessionmaker, lambda: dispatcher, max_waiting=2)
     batcher.start()
-    gate = asyncio.Event()
-    store = batcher._store
-
-    async def stalled(batch: list[Any], **kwargs: Any) -> Any:
-        await gate.wait()
-        return await store(batch, **kwargs)
-
-    batcher._store = stalled  # type: ignore[method-assign]
+    gate = hold_writer(batcher)
     monkeypatch.setattr(intake(app), "batcher", batcher)
 
     def send() -> asyncio.Task[httpx.Response]:

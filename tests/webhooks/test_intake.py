@@ -2,16 +2,13 @@
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.delivery.dispatch import QueuedDelivery
 from service.models import Delivery, DeliveryStatus, Interaction, WebhookReceipt
 from service.testing.fake_qualtrics import FakeQualtrics
 from tests.conftest import Account
@@ -24,37 +21,14 @@ from tests.setup.helpers import (
 )
 from tests.webhooks.helpers import (
     STALE,
+    RecordingDispatcher,
+    count,
     event,
     interaction,
     organization_secret,
     post_event,
     signed_headers,
 )
-
-
-class RecordingDispatcher:
-    def __init__(self) -> None:
-        self.enqueued: list[uuid.UUID] = []
-
-    async def enqueue(
-        self, delivery_ids: Sequence[uuid.UUID], *, request_id: str | None = None
-    ) -> None:
-        self.enqueued.extend(delivery_ids)
-
-    async def enqueue_many(self, deliveries: Sequence[QueuedDelivery]) -> None:
-        self.enqueued.extend(delivery.delivery_id for delivery in deliveries)
-
-
-@pytest.fixture
-def dispatcher(app: FastAPI) -> RecordingDispatcher:
-    recorder = RecordingDispatcher()
-    app.state.dispatcher = recorder
-    return recorder
-
-
-async def count(sessionmaker: async_sessionmaker[AsyncSession], model: type) -> int:  # type: ignore[type-arg]
-    async with sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 class TestIntake:
