@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.connections.gateway import QualtricsGateway
-from service.delivery.sender import invalidate_and_hold
+from service.delivery.records import invalidate_and_hold
 from service.models import Integration, QualtricsConnection, QualtricsProject
 from service.qualtrics import (
     QualtricsAuthRejected,

@@ -37,10 +37,11 @@ from redis.asyncio import Redis
 from service.config import Settings
 from service.connections.gateway import QualtricsGateway
 from service.db import create_engine, create_sessionmaker, ensure_schema_current
+from service.delivery.batches import DeliveryBatches
 from service.delivery.health_checks import HealthCheckLoop
 from service.delivery.queue import ArqDispatcher, job_deserializer, job_serializer
 from service.delivery.ratelimit import RateLimitConfig, RedisRateLimiter
-from service.delivery.sender import DeliveryBatches, DeliveryContext
+from service.delivery.sender import DeliveryContext
 from service.kit.crypto import SecretBox
 from service.qualtrics import RedisTokenCache, create_http_client
 from service.worker.context import WorkerContext

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.delivery.batches import DeliveryBatches
 from service.delivery.encoding_cache import PlanCache
-from service.delivery.sender import DeliveryBatches, DeliveryContext
+from service.delivery.sender import DeliveryContext
 from service.interactions.schemas import INTERACTION_EXAMPLE
 from service.models import (
     Delivery,

@@ -18,14 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.delivery.batches import Coalescer, DeliveryBatches
 from service.delivery.encoding_cache import PlanCache
-from service.delivery.sender import (
-    DeliveryBatches,
-    DeliveryContext,
-    Outcome,
-    _Coalescer,
-    send_delivery,
-)
+from service.delivery.sender import DeliveryContext, Outcome, send_delivery
 from service.models import Delivery, DeliveryStatus, Integration
 from service.testing.fake_qualtrics import FakeQualtrics
 from tests.delivery.conftest import (
@@ -295,7 +290,7 @@ class TestCoalescer:
             await asyncio.sleep(0.05)
             return [item * 10 for item in items]
 
-        coalescer: _Coalescer[int, int] = _Coalescer(flush, max_batch=100, linger=0.3)
+        coalescer: Coalescer[int, int] = Coalescer(flush, max_batch=100, linger=0.3)
         started = time.monotonic()
         assert await coalescer.submit(1) == 10
         assert time.monotonic() - started < 0.25  # no linger after a quiet spell
@@ -312,7 +307,7 @@ class TestCoalescer:
         async def flush(items: list[int]) -> list[int]:
             raise RuntimeError("down")
 
-        coalescer: _Coalescer[int, int] = _Coalescer(flush, max_batch=10)
+        coalescer: Coalescer[int, int] = Coalescer(flush, max_batch=10)
         assert await coalescer.submit(1) is None
 
     async def test_batches_are_bounded(self) -> None:
@@ -323,7 +318,7 @@ class TestCoalescer:
             await asyncio.sleep(0)
             return items
 
-        coalescer: _Coalescer[int, int] = _Coalescer(flush, max_batch=3)
+        coalescer: Coalescer[int, int] = Coalescer(flush, max_batch=3)
         assert await asyncio.gather(*(coalescer.submit(n) for n in range(7))) == list(range(7))
         assert max(sizes) == 3
         assert sum(sizes) == 7
