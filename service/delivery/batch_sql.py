@@ -1,10 +1,7 @@
-"""The statements of `DeliveryBatches` (PostgreSQL), built from the models and compiled once,
-and the connection it keeps to run them (`Pinned`)."""
+"""The statements of `DeliveryBatches` (PostgreSQL), built from the models; they run on the
+connections it keeps (service.kit.pinned), compiled once per connection."""
 
-import asyncio
-import contextlib
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -25,9 +22,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from service.delivery.claims import Connection, Parts
 from service.delivery.context import Outcome
@@ -47,63 +41,6 @@ from service.models import (
 # its runs do their step on their own: a database that stopped answering must not hold every
 # job of the worker behind one statement.
 BATCH_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Sql:
-    """A batch statement compiled once: its text and its parameters in order."""
-
-    text: str
-    names: tuple[str, ...]
-    defaults: dict[str, Any]  # the statement's own literal values (e.g. 'pending')
-
-    @classmethod
-    def of(cls, statement: ClauseElement, engine: AsyncEngine) -> "_Sql":
-        compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
-        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
-
-    def arguments(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] if name in params else self.defaults[name] for name in self.names]
-
-
-class Pinned:
-    """One database connection kept for a coalescer's statements, outside any transaction
-    (each batch is one statement, which commits by itself). Kept, not borrowed per batch, and
-    driven through asyncpg directly with statements SQLAlchemy compiled once, so a batch costs
-    one round trip and little more CPU than asyncpg's own (no checkout ping, no BEGIN or
-    COMMIT, no per-execution compile-cache lookup and result processing: measured 1.3 ms of
-    CPU for a claim in a transaction of its own, 0.3 ms as a batch of one). Any error discards
-    the connection; the next batch opens another."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._connection: AsyncConnection | None = None
-        self._driver: Any = None  # the asyncpg connection under it
-        self._compiled: dict[int, _Sql] = {}
-
-    async def fetch(self, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
-        """The statement's rows (asyncpg records: `row["column"]`)."""
-        sql = self._compiled.get(id(statement))
-        if sql is None:
-            sql = self._compiled[id(statement)] = _Sql.of(statement, self._engine)
-        try:
-            async with asyncio.timeout(BATCH_TIMEOUT):
-                if self._driver is None:
-                    self._connection = await self._engine.connect()
-                    self._driver = (await self._connection.get_raw_connection()).driver_connection
-                return list(await self._driver.fetch(sql.text, *sql.arguments(params)))
-        except BaseException:
-            await self.aclose(broken=True)
-            raise
-
-    async def aclose(self, *, broken: bool = False) -> None:
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is None:
-            return
-        with contextlib.suppress(Exception):
-            if broken:
-                await connection.invalidate()
-            await connection.close()
 
 
 def parts_of(row: Any) -> Parts | None:
@@ -131,7 +68,7 @@ def parts_of(row: Any) -> Parts | None:
     )
 
 
-# The batch statements, built from the models and compiled once per connection (`_Sql`), with
+# The batch statements, built from the models and compiled once per connection, with
 # bind parameters only; arrays carry the rows (`= ANY`, `unnest`), so one statement serves any
 # batch size. PostgreSQL types come back as asyncpg gives them (aware UTC datetimes, UUIDs,
 # JSON decoded by the codec SQLAlchemy installs); `parts_of` converts the enum.

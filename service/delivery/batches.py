@@ -13,10 +13,11 @@ from typing import Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.delivery.attempt_log import MAX_REASON_CHARS, cap, log_settled, logger, skip
-from service.delivery.batch_sql import CLAIM_DUE, RECORD_DELIVERED, SETTLE, Pinned, parts_of
+from service.delivery.batch_sql import BATCH_TIMEOUT, CLAIM_DUE, RECORD_DELIVERED, SETTLE, parts_of
 from service.delivery.claims import Claim, Due, decide
 from service.delivery.classify import Result
 from service.delivery.context import DeliveryContext, Outcome
+from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 
 MAX_BATCH = 100
@@ -136,8 +137,8 @@ class DeliveryBatches:
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("delivery batches need PostgreSQL (FOR UPDATE SKIP LOCKED)")
-        self._claim_connection = Pinned(engine)
-        self._record_connection = Pinned(engine)
+        self._claim_connection = PinnedConnection(engine, timeout=BATCH_TIMEOUT)
+        self._record_connection = PinnedConnection(engine, timeout=BATCH_TIMEOUT)
         self._claims: Coalescer[_Request, Claim | Outcome] = Coalescer(
             self._flush_claims, max_batch, linger
         )

@@ -7,14 +7,15 @@ Integrations that were never enabled are still being set up and collect nothing.
 """
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.interactions.schemas import Interaction as InteractionPayload
+from service.kit.pinned import PinnedConnection
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -94,41 +95,78 @@ async def candidates(session: AsyncSession, organization_id: uuid.UUID) -> list[
     """The organization's integrations that collect matches, with their compiled triggers.
 
     Intake asks this once per batch, so it reads columns, not ORM objects: the integrations'
-    state, and the (id, version) of their triggers; full trigger rows are loaded and compiled
-    only for an integration whose triggers changed since the cached set was built.
+    state and the (id, version) of their triggers, in one query; full trigger rows are loaded
+    and compiled only for an integration whose triggers changed since the cached set was built.
     """
-    integrations = [
-        IntegrationRow(row.id, row.enabled, row.health)
-        for row in await session.execute(
-            select(Integration.id, Integration.enabled, Integration.health).where(
-                Integration.organization_id == organization_id,
-                or_(Integration.enabled.is_(True), Integration.first_enabled_at.is_not(None)),
+    rows = await session.execute(
+        select(Integration.id, Integration.enabled, Integration.health, Trigger.id, Trigger.version)
+        .outerjoin(Trigger, Trigger.integration_id == Integration.id)
+        .where(Integration.organization_id == organization_id, _COLLECTS_MATCHES)
+        .order_by(Integration.id, *_TRIGGER_ORDER)
+    )
+
+    async def load(integration_id: uuid.UUID) -> Sequence[Trigger]:
+        return (await session.scalars(_trigger_rows(integration_id))).all()
+
+    return await _assemble(rows, load)
+
+
+# The same query for a bare asyncpg connection (intake's PostgreSQL path, which holds no
+# session); $1 is the organization id.
+CANDIDATES_SQL = """
+SELECT i.id, i.enabled, i.health, t.id, t.version
+FROM integrations AS i LEFT JOIN triggers AS t ON t.integration_id = i.id
+WHERE i.organization_id = $1 AND (i.enabled OR i.first_enabled_at IS NOT NULL)
+ORDER BY i.id, t.position, t.created_at, t.id
+"""
+
+_COLLECTS_MATCHES = or_(Integration.enabled.is_(True), Integration.first_enabled_at.is_not(None))
+
+
+def _trigger_rows(integration_id: uuid.UUID) -> Select[Trigger]:
+    return select(Trigger).where(Trigger.integration_id == integration_id).order_by(*_TRIGGER_ORDER)
+
+
+async def _assemble(
+    rows: Iterable[Sequence[Any]],
+    load: Callable[[uuid.UUID], Awaitable[Sequence[Trigger]]],
+) -> list[Candidate]:
+    """Candidates from (integration id, enabled, health, trigger id, trigger version) rows,
+    one per trigger (trigger columns None for an integration without any), ordered by
+    integration and then trigger order."""
+    integrations: dict[uuid.UUID, IntegrationRow] = {}
+    fingerprints: dict[uuid.UUID, list[tuple[uuid.UUID, int]]] = {}
+    for integration_id, enabled, health, trigger_id, version in rows:
+        if integration_id not in integrations:
+            integrations[integration_id] = IntegrationRow(
+                integration_id, enabled, IntegrationHealth(health)
             )
-        )
-    ]
-    if not integrations:
-        return []
-    fingerprints: dict[uuid.UUID, list[tuple[uuid.UUID, int]]] = {
-        integration.id: [] for integration in integrations
-    }
-    for row in await session.execute(
-        select(Trigger.integration_id, Trigger.id, Trigger.version)
-        .where(Trigger.integration_id.in_(list(fingerprints)))
-        .order_by(Trigger.integration_id, *_TRIGGER_ORDER)
-    ):
-        fingerprints[row.integration_id].append((row.id, row.version))
+            fingerprints[integration_id] = []
+        if trigger_id is not None:
+            fingerprints[integration_id].append((trigger_id, version))
     found = []
-    for integration in integrations:
+    for integration in integrations.values():
         triggers = trigger_cache.current(integration.id, tuple(fingerprints[integration.id]))
         if triggers is None:
-            rows = await session.scalars(
-                select(Trigger)
-                .where(Trigger.integration_id == integration.id)
-                .order_by(*_TRIGGER_ORDER)
-            )
-            triggers = trigger_cache.get(integration.id, rows.all())
+            triggers = trigger_cache.get(integration.id, await load(integration.id))
         found.append(Candidate(integration, triggers))
     return found
+
+
+async def candidates_on(
+    connection: PinnedConnection,
+    organization_id: uuid.UUID,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> list[Candidate]:
+    """`candidates` on intake's own PostgreSQL connection: the query goes straight to
+    asyncpg; changed triggers are loaded through a session."""
+    rows = await connection.fetch_sql(CANDIDATES_SQL, organization_id)
+
+    async def load(integration_id: uuid.UUID) -> Sequence[Trigger]:
+        async with sessionmaker() as session:
+            return (await session.scalars(_trigger_rows(integration_id))).all()
+
+    return await _assemble(rows, load)
 
 
 def initial_status(integration: IntegrationState) -> DeliveryStatus:

@@ -28,24 +28,27 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from service.db import PING_TIMEOUT
 from service.delivery.dispatch import Dispatcher, QueuedDelivery
 from service.delivery.planner import (
     Candidate,
     IntegrationState,
     candidates,
+    candidates_on,
     initial_status,
     matches,
 )
-from service.errors import ServiceUnavailable
+from service.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
 from service.triggers.compiled import CompiledTrigger
-from service.webhooks.bulk import insert_deliveries, insert_interactions, insert_receipts
+from service.webhooks.bulk import BatchRows, store_in_session, store_postgres
 from service.webhooks.results import IntakeResult, interaction_values
 from service.webhooks.schemas import InteractionEvent
 
@@ -57,6 +60,10 @@ MAX_BATCH = 200
 # Webhooks waiting for the writer beyond which intake answers 503 instead of queueing more:
 # about two seconds of work at full speed, so a stalled database sheds load instead of memory.
 MAX_WAITING = 5_000
+# A batch statement with no answer within this fails its webhooks (503, to be sent again): a
+# database that went silent (a partition) must not hold intake; the pool's checkout ping has
+# the same deadline (service.db).
+STATEMENT_TIMEOUT = PING_TIMEOUT
 
 
 @dataclass(slots=True)
@@ -81,6 +88,9 @@ class IntakeBatcher:
         writers: int = 1,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._engine: AsyncEngine = sessionmaker.kw["bind"]
+        # PostgreSQL takes a batch as one self-committing statement (service.webhooks.bulk).
+        self._postgres = self._engine.dialect.name == "postgresql"
         self._dispatcher = dispatcher
         self._max_batch = max_batch
         self._writer_count = writers
@@ -127,32 +137,42 @@ class IntakeBatcher:
         return await waiting.answer
 
     async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        # On PostgreSQL each writer keeps a connection of its own (service.kit.pinned).
+        connection = (
+            PinnedConnection(self._engine, timeout=STATEMENT_TIMEOUT) if self._postgres else None
+        )
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await self._write(batch, connection)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+        finally:
+            if connection is not None:
+                await connection.aclose()
 
-    async def _write(self, batch: list[_Waiting]) -> None:
+    async def _write(self, batch: list[_Waiting], connection: PinnedConnection | None) -> None:
         dispatcher = self._dispatcher()
         try:
-            results = await self._store(batch, enqueue=dispatcher is not None)
+            results = await self._store(
+                batch, connection=connection, enqueue=dispatcher is not None
+            )
             INTAKE_BATCH_SIZE.observe(len(batch))
-        except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
+        except DATABASE_UNAVAILABLE as exc:
             # The database is unreachable: every webhook of the batch fails alike (503).
             _fail(batch, exc)
             return
-        except DBAPIError as exc:
-            if exc.connection_invalidated or len(batch) == 1:
+        except (DBAPIError, asyncpg.PostgresError) as exc:
+            if getattr(exc, "connection_invalidated", False) or len(batch) == 1:
                 _fail(batch, exc)
                 return
             logger.warning("an intake batch of %d failed; storing them one by one", len(batch))
             for waiting in batch:
-                await self._write([waiting])
+                await self._write([waiting], connection)
             return
         except Exception as exc:
             if len(batch) == 1:
@@ -160,7 +180,7 @@ class IntakeBatcher:
                 return
             logger.exception("an intake batch of %d failed; storing them one by one", len(batch))
             for waiting in batch:
-                await self._write([waiting])
+                await self._write([waiting], connection)
             return
         queued = [
             QueuedDelivery(delivery_id, waiting.request_id)
@@ -186,79 +206,99 @@ class IntakeBatcher:
                 "enqueue after commit failed; the sweeper will pick them up", exc_info=True
             )
 
-    async def _store(self, batch: list[_Waiting], *, enqueue: bool = True) -> list[IntakeResult]:
-        """One transaction for the whole batch; the result of each webhook, in order."""
-        now = utc_now()
-        results: list[IntakeResult | None] = [None] * len(batch)
-        async with self._sessionmaker.begin() as session:
-            # 1. Receipts: the first copy of a webhook-id (in the database or this batch) wins.
-            first_copy: dict[tuple[uuid.UUID, str], int] = {}
-            for index, waiting in enumerate(batch):
-                first_copy.setdefault((waiting.organization_id, waiting.webhook_id), index)
-            # Rows go in key order, so concurrent batches that share a key (a sender's retry)
-            # wait for each other's unique-index entries in one order: never a deadlock.
-            first_copy = dict(
-                sorted(first_copy.items(), key=lambda item: (str(item[0][0]), item[0][1]))
-            )
-            new_receipts = await insert_receipts(
-                session,
-                [
-                    {
-                        "organization_id": batch[index].organization_id,
-                        "webhook_id": batch[index].webhook_id,
-                        "event_type": batch[index].event.type,
-                        "received_at": now,
-                    }
-                    for index in first_copy.values()
-                ],
-            )
-            fresh = [index for key, index in first_copy.items() if key in new_receipts]
-
-            # 2. Interactions: likewise per (organization, Creovai id).
-            rows: dict[tuple[uuid.UUID, str], tuple[int, dict[str, Any]]] = {}
-            for index in sorted(
-                fresh, key=lambda i: (str(batch[i].organization_id), batch[i].event.data.id)
-            ):
-                waiting = batch[index]
-                key = (waiting.organization_id, waiting.event.data.id)
-                if key not in rows:
-                    rows[key] = (
-                        index,
-                        {
-                            "id": uuid.uuid4(),
-                            "organization_id": waiting.organization_id,
-                            "revision": 1,
-                            "created_at": now,
-                            **interaction_values(waiting.event),
-                        },
-                    )
-            stored: set[uuid.UUID] = set()
-            if rows:
-                stored = await insert_interactions(session, [values for _, values in rows.values()])
-
-            # 3. Deliveries: the organization's candidates read once per batch.
-            by_organization: dict[uuid.UUID, list[Candidate]] = {}
-            deliveries: list[dict[str, Any]] = []
-            for index, values in rows.values():
-                if values["id"] not in stored:
-                    continue
-                organization_id = values["organization_id"]
-                if organization_id not in by_organization:
-                    by_organization[organization_id] = await candidates(session, organization_id)
-                planned = [
-                    _delivery_row(now, organization_id, values["id"], integration, trigger, enqueue)
-                    for integration, trigger in matches(
-                        batch[index].event.data, by_organization[organization_id]
-                    )
-                ]
-                deliveries += planned
-                results[index] = IntakeResult(
-                    "accepted",
-                    [delivery["status"] for delivery in planned],
-                    [d["id"] for d in planned if d["status"] is DeliveryStatus.PENDING],
+    async def _store(
+        self,
+        batch: list[_Waiting],
+        *,
+        connection: PinnedConnection | None = None,
+        enqueue: bool = True,
+    ) -> list[IntakeResult]:
+        """The batch stored at once (one statement on PostgreSQL, one transaction elsewhere);
+        the result of each webhook, in order."""
+        organizations = {waiting.organization_id for waiting in batch}
+        if connection is not None:
+            found = {
+                organization_id: await candidates_on(
+                    connection, organization_id, self._sessionmaker
                 )
-            await insert_deliveries(session, deliveries)
-        return [result or IntakeResult("duplicate") for result in results]
+                for organization_id in organizations
+            }
+            rows, planned = _plan(batch, found, enqueue=enqueue)
+            stored = await store_postgres(connection, rows)
+        else:
+            async with self._sessionmaker.begin() as session:
+                found = {
+                    organization_id: await candidates(session, organization_id)
+                    for organization_id in organizations
+                }
+                rows, planned = _plan(batch, found, enqueue=enqueue)
+                stored = await store_in_session(session, rows)
+        return [
+            IntakeResult(
+                "accepted",
+                [delivery["status"] for delivery in deliveries],
+                [d["id"] for d in deliveries if d["status"] is DeliveryStatus.PENDING],
+            )
+            if interaction_id in stored.interactions
+            else IntakeResult("duplicate")
+            for interaction_id, deliveries in planned
+        ]
+
+
+# Per webhook of a batch: the id its interaction row would have (None for an in-batch copy)
+# and the deliveries planned for it.
+Planned = list[tuple[uuid.UUID | None, list[dict[str, Any]]]]
+
+
+def _plan(
+    batch: Sequence[_Waiting], found: dict[uuid.UUID, list[Candidate]], *, enqueue: bool
+) -> tuple[BatchRows, Planned]:
+    """The rows of the whole batch, as if every webhook in it were new (the database then
+    keeps only what is): the first copy of each webhook-id, and of each interaction, wins."""
+    now = utc_now()
+    rows = BatchRows()
+    planned: Planned = [(None, []) for _ in batch]
+    first_copy: dict[tuple[uuid.UUID, str], int] = {}
+    for index, waiting in enumerate(batch):
+        first_copy.setdefault((waiting.organization_id, waiting.webhook_id), index)
+    # Key order: see service.webhooks.bulk (one lock order for concurrent batches).
+    for (organization_id, webhook_id), index in sorted(
+        first_copy.items(), key=lambda item: (str(item[0][0]), item[0][1])
+    ):
+        rows.receipts.append(
+            {
+                "organization_id": organization_id,
+                "webhook_id": webhook_id,
+                "event_type": batch[index].event.type,
+                "received_at": now,
+            }
+        )
+    interactions: dict[tuple[uuid.UUID, str], int] = {}
+    for index in first_copy.values():
+        waiting = batch[index]
+        interactions.setdefault((waiting.organization_id, waiting.event.data.id), index)
+    for (organization_id, _), index in sorted(
+        interactions.items(), key=lambda item: (str(item[0][0]), item[0][1])
+    ):
+        waiting = batch[index]
+        interaction_id = uuid.uuid4()
+        rows.interactions.append(
+            {
+                "id": interaction_id,
+                "organization_id": organization_id,
+                "webhook_id": waiting.webhook_id,
+                "revision": 1,
+                "created_at": now,
+                **interaction_values(waiting.event),
+            }
+        )
+        deliveries = [
+            _delivery_row(now, organization_id, interaction_id, integration, trigger, enqueue)
+            for integration, trigger in matches(waiting.event.data, found[organization_id])
+        ]
+        rows.deliveries += deliveries
+        planned[index] = (interaction_id, deliveries)
+    return rows, planned
 
 
 def _delivery_row(

@@ -1,24 +1,34 @@
-"""The three multi-row INSERTs of an intake batch, each one statement and one round trip.
+"""Storing an intake batch: receipts, interactions and deliveries, each kept only if new.
 
-On PostgreSQL each batch is sent as columns (arrays) and unpacked by `unnest`: one small
-prepared statement whatever the batch size, with asyncpg encoding the arrays in C. That costs
-a fraction of what SQLAlchemy spends per row and per bound value on a multi-row VALUES list,
-which at intake rates was the largest part of the api's CPU (bench/intake.py). Elsewhere
-(SQLite) the rows go through SQLAlchemy Core's executemany ("insertmanyvalues").
+The batch arrives planned as if every webhook in it were new (`BatchRows`); the database
+decides which are: a receipt is stored unless its webhook-id is already there, an interaction
+only if its webhook's receipt was stored and its id is not already there, a delivery only if
+its interaction was stored. What was stored comes back as `Stored`.
 
-Both paths insert exactly the columns and values of the ORM models (tests/webhooks run on both
-databases), with ON CONFLICT DO NOTHING where a row may already exist, and return what was
-actually inserted.
+On PostgreSQL that is one statement: three INSERTs chained by data-modifying CTEs, the rows
+sent as columns (arrays) and unpacked by `unnest`, so asyncpg encodes them in C and the
+statement stays one small prepared plan whatever the batch size. A single statement commits by
+itself (synchronous_commit: durable once it returns), so the batch costs one round trip, not a
+BEGIN, three INSERTs and a COMMIT; the foreign keys of deliveries to interactions inserted by
+the same statement are checked at its end, when those rows exist. Rows go in the batch's key
+order (`ORDER BY ord`), so concurrent batches that share a key (a sender's retry) take
+unique-index entries in one order: never a deadlock.
+
+Elsewhere (SQLite) the three INSERTs go through SQLAlchemy Core's executemany
+("insertmanyvalues") in the caller's transaction. Both paths insert exactly the columns and
+values of the ORM models (tests/webhooks run on both databases).
 """
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert, text
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.kit.pinned import PinnedConnection
 from service.models import Delivery, Interaction, WebhookReceipt
 
 RECEIPTS: Table = WebhookReceipt.__table__  # type: ignore[assignment]
@@ -27,51 +37,121 @@ DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 
 ReceiptKey = tuple[uuid.UUID, str]
 
-_PG_RECEIPTS = text(
+
+@dataclass(slots=True)
+class BatchRows:
+    """The rows of a batch, each list in key order.
+
+    receipts: organization_id, webhook_id, event_type, received_at.
+    interactions: id, organization_id, webhook_id (of the webhook carrying it, not a column),
+        external_id, payload (JSONText), event_timestamp, started_at, revision, created_at.
+    deliveries: id, organization_id, integration_id, interaction_id, trigger_id,
+        trigger_name, status, last_enqueued_at, interaction_revision, created_at (which is
+        also updated_at and the first next_attempt_at).
     """
+
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    interactions: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    receipts: set[ReceiptKey]
+    interactions: set[uuid.UUID]
+
+
+_PG_STORE = """
+WITH receipts AS (
     INSERT INTO webhook_receipts (organization_id, webhook_id, event_type, received_at)
-    SELECT * FROM unnest(:organization_id ::uuid[], :webhook_id ::text[],
-                         :event_type ::text[], :received_at ::timestamptz[])
+    SELECT organization_id, webhook_id, event_type, received_at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY
+         AS rows (organization_id, webhook_id, event_type, received_at, ord)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING organization_id, webhook_id
-    """
-)
-_PG_INTERACTIONS = text(
-    """
+), interactions AS (
     INSERT INTO interactions (id, organization_id, external_id, payload, event_timestamp,
                               started_at, revision, created_at, updated_at)
-    SELECT id, organization_id, external_id, payload::jsonb, event_timestamp, started_at,
-           revision, created_at, created_at
-    FROM unnest(:id ::uuid[], :organization_id ::uuid[], :external_id ::text[],
-                :payload ::text[], :event_timestamp ::timestamptz[],
-                :started_at ::timestamptz[], :revision ::int[], :created_at ::timestamptz[])
-         AS rows (id, organization_id, external_id, payload, event_timestamp, started_at,
-                  revision, created_at)
+    SELECT rows.id, rows.organization_id, rows.external_id, rows.payload::jsonb,
+           rows.event_timestamp, rows.started_at, rows.revision, rows.created_at,
+           rows.created_at
+    FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[],
+                $10::timestamptz[], $11::timestamptz[], $12::int[], $13::timestamptz[])
+         WITH ORDINALITY
+         AS rows (id, organization_id, webhook_id, external_id, payload, event_timestamp,
+                  started_at, revision, created_at, ord)
+    WHERE EXISTS (SELECT FROM receipts
+                  WHERE receipts.organization_id = rows.organization_id
+                    AND receipts.webhook_id = rows.webhook_id)
+    ORDER BY rows.ord
     ON CONFLICT DO NOTHING
     RETURNING id
-    """
-)
-_PG_DELIVERIES = text(
-    """
+), deliveries AS (
     INSERT INTO deliveries (id, organization_id, integration_id, interaction_id, trigger_id,
                             trigger_name, status, attempts, next_attempt_at, last_enqueued_at,
                             interaction_revision, newer_revision_after_delivery,
                             created_at, updated_at)
-    SELECT id, organization_id, integration_id, interaction_id, trigger_id, trigger_name,
-           status, 0, created_at, last_enqueued_at, interaction_revision, false,
-           created_at, created_at
-    FROM unnest(:id ::uuid[], :organization_id ::uuid[], :integration_id ::uuid[],
-                :interaction_id ::uuid[], :trigger_id ::uuid[], :trigger_name ::text[],
-                :status ::text[], :last_enqueued_at ::timestamptz[],
-                :interaction_revision ::int[], :created_at ::timestamptz[])
+    SELECT rows.id, rows.organization_id, rows.integration_id, rows.interaction_id,
+           rows.trigger_id, rows.trigger_name, rows.status, 0, rows.created_at,
+           rows.last_enqueued_at, rows.interaction_revision, false, rows.created_at,
+           rows.created_at
+    FROM unnest($14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[], $18::uuid[], $19::text[],
+                $20::text[], $21::timestamptz[], $22::int[], $23::timestamptz[])
          AS rows (id, organization_id, integration_id, interaction_id, trigger_id,
                   trigger_name, status, last_enqueued_at, interaction_revision, created_at)
-    """
+    WHERE rows.interaction_id IN (SELECT id FROM interactions)
+)
+SELECT (SELECT array_agg(organization_id) FROM receipts),
+       (SELECT array_agg(webhook_id) FROM receipts),
+       (SELECT array_agg(id) FROM interactions)
+"""
+
+_RECEIPT_COLUMNS = ("organization_id", "webhook_id", "event_type", "received_at")
+_INTERACTION_COLUMNS = (
+    "id",
+    "organization_id",
+    "webhook_id",
+    "external_id",
+    "payload",
+    "event_timestamp",
+    "started_at",
+    "revision",
+    "created_at",
+)
+_DELIVERY_COLUMNS = (
+    "id",
+    "organization_id",
+    "integration_id",
+    "interaction_id",
+    "trigger_id",
+    "trigger_name",
+    "status",
+    "last_enqueued_at",
+    "interaction_revision",
+    "created_at",
 )
 
 
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    return {name: [row[name] for row in rows] for name in names}
+def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
+
+
+async def store_postgres(connection: PinnedConnection, rows: BatchRows) -> Stored:
+    """The batch as one statement, which commits by itself."""
+    deliveries = _columns(rows.deliveries, _DELIVERY_COLUMNS)
+    deliveries[6] = [str(status) for status in deliveries[6]]
+    [stored] = await connection.fetch_sql(
+        _PG_STORE,
+        *_columns(rows.receipts, _RECEIPT_COLUMNS),
+        *_columns(rows.interactions, _INTERACTION_COLUMNS),
+        *deliveries,
+    )
+    organizations, webhook_ids, interaction_ids = stored
+    return Stored(
+        set(zip(organizations or (), webhook_ids or (), strict=True)),
+        set(interaction_ids or ()),
+    )
 
 
 def _insert_unless_present(dialect: str, table: Table) -> Insert:
@@ -80,71 +160,34 @@ def _insert_unless_present(dialect: str, table: Table) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-async def insert_receipts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[ReceiptKey]:
-    """Rows: organization_id, webhook_id, event_type, received_at. Returns the new keys."""
-    if session.get_bind().dialect.name == "postgresql":
-        names = ("organization_id", "webhook_id", "event_type", "received_at")
-        result = await session.execute(_PG_RECEIPTS, _columns(rows, names))
-    else:
-        statement = _insert_unless_present("sqlite", RECEIPTS).returning(
+async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
+    """The batch as three INSERTs in the session's transaction (any dialect; SQLite's path)."""
+    dialect = session.get_bind().dialect.name
+    result = await session.execute(
+        _insert_unless_present(dialect, RECEIPTS).returning(
             RECEIPTS.c.organization_id, RECEIPTS.c.webhook_id
-        )
-        result = await session.execute(statement, list(rows))
-    return {(row[0], row[1]) for row in result}
-
-
-async def insert_interactions(
-    session: AsyncSession, rows: Sequence[dict[str, Any]]
-) -> set[uuid.UUID]:
-    """Rows: id, organization_id, external_id, payload (JSONText), event_timestamp,
-    started_at, revision, created_at (= updated_at). Returns the ids inserted."""
-    if session.get_bind().dialect.name == "postgresql":
-        names = (
-            "id",
-            "organization_id",
-            "external_id",
-            "payload",
-            "event_timestamp",
-            "started_at",
-            "revision",
-            "created_at",
-        )
-        result = await session.execute(_PG_INTERACTIONS, _columns(rows, names))
-    else:
-        statement = _insert_unless_present("sqlite", INTERACTIONS).returning(INTERACTIONS.c.id)
-        result = await session.execute(
-            statement, [{**row, "updated_at": row["created_at"]} for row in rows]
-        )
-    return {row[0] for row in result}
-
-
-async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows: id, organization_id, integration_id, interaction_id, trigger_id, trigger_name,
-    status, last_enqueued_at, interaction_revision, created_at (= updated_at and the first
-    next_attempt_at)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        names = (
-            "id",
-            "organization_id",
-            "integration_id",
-            "interaction_id",
-            "trigger_id",
-            "trigger_name",
-            "status",
-            "last_enqueued_at",
-            "interaction_revision",
-            "created_at",
-        )
-        columns = _columns(rows, names)
-        columns["status"] = [str(status) for status in columns["status"]]
-        await session.execute(_PG_DELIVERIES, columns)
-        return
-    await session.execute(
-        insert(DELIVERIES),
-        [
-            {**row, "updated_at": row["created_at"], "next_attempt_at": row["created_at"]}
-            for row in rows
-        ],
+        ),
+        rows.receipts,
     )
+    receipts: set[ReceiptKey] = {(row[0], row[1]) for row in result}
+    interactions = [
+        {key: value for key, value in row.items() if key != "webhook_id"}
+        | {"updated_at": row["created_at"]}
+        for row in rows.interactions
+        if (row["organization_id"], row["webhook_id"]) in receipts
+    ]
+    inserted: set[uuid.UUID] = set()
+    if interactions:
+        result = await session.execute(
+            _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
+            interactions,
+        )
+        inserted = {row[0] for row in result}
+    deliveries = [
+        row | {"updated_at": row["created_at"], "next_attempt_at": row["created_at"]}
+        for row in rows.deliveries
+        if row["interaction_id"] in inserted
+    ]
+    if deliveries:
+        await session.execute(insert(DELIVERIES), deliveries)
+    return Stored(receipts, inserted)
