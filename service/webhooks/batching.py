@@ -24,7 +24,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from service.delivery.planner import (
     matches,
 )
 from service.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from service.kit.ids import random_uuids
 from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 from service.models.base import utc_now
@@ -187,14 +188,13 @@ class IntakeBatcher:
             for waiting, result in zip(batch, results, strict=True)
             for delivery_id in result.pending_ids
         ]
-        enqueue: asyncio.Task[None] | None = None
         if queued and dispatcher is not None:
             enqueue = asyncio.create_task(self._enqueue(dispatcher, queued))
             self._enqueues.add(enqueue)
             enqueue.add_done_callback(self._enqueues.discard)
         for waiting, result in zip(batch, results, strict=True):
             if not waiting.answer.done():
-                waiting.answer.set_result(replace(result, batch_enqueue=enqueue))
+                waiting.answer.set_result(result)
 
     @staticmethod
     async def _enqueue(dispatcher: Dispatcher, queued: Sequence[QueuedDelivery]) -> None:
@@ -238,6 +238,7 @@ class IntakeBatcher:
                 "accepted",
                 [delivery["status"] for delivery in deliveries],
                 [d["id"] for d in deliveries if d["status"] is DeliveryStatus.PENDING],
+                enqueued_by_batch=True,
             )
             if interaction_id in stored.interactions
             else IntakeResult("duplicate")
@@ -277,11 +278,15 @@ def _plan(
     for index in first_copy.values():
         waiting = batch[index]
         interactions.setdefault((waiting.organization_id, waiting.event.data.id), index)
-    for (organization_id, _), index in sorted(
-        interactions.items(), key=lambda item: (str(item[0][0]), item[0][1])
-    ):
+    ordered = sorted(interactions.items(), key=lambda item: (str(item[0][0]), item[0][1]))
+    matched = [
+        list(matches(batch[index].event.data, found[organization_id]))
+        for (organization_id, _), index in ordered
+    ]
+    ids = iter(random_uuids(len(ordered) + sum(len(each) for each in matched)))
+    for ((organization_id, _), index), targets in zip(ordered, matched, strict=True):
         waiting = batch[index]
-        interaction_id = uuid.uuid4()
+        interaction_id = next(ids)
         rows.interactions.append(
             {
                 "id": interaction_id,
@@ -293,8 +298,8 @@ def _plan(
             }
         )
         deliveries = [
-            _delivery_row(now, organization_id, interaction_id, integration, trigger, enqueue)
-            for integration, trigger in matches(waiting.event.data, found[organization_id])
+            _delivery_row(next(ids), now, organization_id, interaction_id, target, enqueue)
+            for target in targets
         ]
         rows.deliveries += deliveries
         planned[index] = (interaction_id, deliveries)
@@ -302,17 +307,18 @@ def _plan(
 
 
 def _delivery_row(
+    delivery_id: uuid.UUID,
     now: datetime,
     organization_id: uuid.UUID,
     interaction_id: uuid.UUID,
-    integration: IntegrationState,
-    trigger: CompiledTrigger,
+    target: tuple[IntegrationState, CompiledTrigger],
     enqueue: bool,
 ) -> dict[str, Any]:
+    integration, trigger = target
     status = initial_status(integration)
     pending = status is DeliveryStatus.PENDING
     return {
-        "id": uuid.uuid4(),
+        "id": delivery_id,
         "organization_id": organization_id,
         "integration_id": integration.id,
         "interaction_id": interaction_id,

@@ -1,4 +1,3 @@
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -75,11 +74,9 @@ async def receive_webhook(organization_id: uuid.UUID, request: Request) -> Respo
     for delivery_status in result.delivery_statuses:
         _CREATED[delivery_status].inc()
     background: BackgroundTask | None = None
-    if result.batch_enqueue is not None:
-        # The writer enqueues the whole batch; this request ends once that was tried, so a
-        # graceful shutdown waits for it, as for the enqueue below.
-        background = BackgroundTask(asyncio.wait, [result.batch_enqueue])
-    elif result.pending_ids:
+    # Completed interactions are enqueued by the intake writer, with their batch (a shutdown
+    # waits for that: IntakeBatcher.aclose); the rest here, once answered.
+    if result.pending_ids and not result.enqueued_by_batch:
         background = BackgroundTask(
             enqueue_after_commit,
             getattr(request.app.state, "dispatcher", None),

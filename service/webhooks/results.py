@@ -1,6 +1,5 @@
 """What intake answers for one webhook, and the interaction columns it stores."""
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ class IntakeResult:
     # The initial status of each delivery the event created, and the ids of those to enqueue.
     delivery_statuses: list[DeliveryStatus] = field(default_factory=list)
     pending_ids: list[uuid.UUID] = field(default_factory=list)
-    # Set when the intake writer enqueues the pending deliveries itself, with its batch.
-    batch_enqueue: "asyncio.Future[None] | None" = None
+    # Whether the intake writer enqueues the pending deliveries itself, with its batch.
+    enqueued_by_batch: bool = False
 
     @classmethod
     def of(cls, status: IntakeStatus, deliveries: Sequence[Delivery]) -> "IntakeResult":
