@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.interactions.schemas import Interaction as InteractionPayload
-from service.kit.pinned import PinnedConnection
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -25,7 +24,7 @@ from service.models import (
     Trigger,
 )
 from service.triggers.compiled import CompiledTrigger
-from service.triggers.matching import TriggerSet
+from service.triggers.matching import InteractionFacts, TriggerSet
 from service.triggers.service import compile_row
 
 Fingerprint = tuple[tuple[uuid.UUID, int], ...]
@@ -106,28 +105,19 @@ async def candidates(session: AsyncSession, organization_id: uuid.UUID) -> list[
     )
 
     async def load(integration_id: uuid.UUID) -> Sequence[Trigger]:
-        return (await session.scalars(_trigger_rows(integration_id))).all()
+        return (await session.scalars(trigger_rows(integration_id))).all()
 
-    return await _assemble(rows, load)
+    return await assemble_candidates(rows, load)
 
-
-# The same query for a bare asyncpg connection (intake's PostgreSQL path, which holds no
-# session); $1 is the organization id.
-CANDIDATES_SQL = """
-SELECT i.id, i.enabled, i.health, t.id, t.version
-FROM integrations AS i LEFT JOIN triggers AS t ON t.integration_id = i.id
-WHERE i.organization_id = $1 AND (i.enabled OR i.first_enabled_at IS NOT NULL)
-ORDER BY i.id, t.position, t.created_at, t.id
-"""
 
 _COLLECTS_MATCHES = or_(Integration.enabled.is_(True), Integration.first_enabled_at.is_not(None))
 
 
-def _trigger_rows(integration_id: uuid.UUID) -> Select[Trigger]:
+def trigger_rows(integration_id: uuid.UUID) -> Select[Trigger]:
     return select(Trigger).where(Trigger.integration_id == integration_id).order_by(*_TRIGGER_ORDER)
 
 
-async def _assemble(
+async def assemble_candidates(
     rows: Iterable[Sequence[Any]],
     load: Callable[[uuid.UUID], Awaitable[Sequence[Trigger]]],
 ) -> list[Candidate]:
@@ -153,22 +143,6 @@ async def _assemble(
     return found
 
 
-async def candidates_on(
-    connection: PinnedConnection,
-    organization_id: uuid.UUID,
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> list[Candidate]:
-    """`candidates` on intake's own PostgreSQL connection: the query goes straight to
-    asyncpg; changed triggers are loaded through a session."""
-    rows = await connection.fetch_sql(CANDIDATES_SQL, organization_id)
-
-    async def load(integration_id: uuid.UUID) -> Sequence[Trigger]:
-        async with sessionmaker() as session:
-            return (await session.scalars(_trigger_rows(integration_id))).all()
-
-    return await _assemble(rows, load)
-
-
 def initial_status(integration: IntegrationState) -> DeliveryStatus:
     healthy = integration.enabled and integration.health == IntegrationHealth.OK
     return DeliveryStatus.PENDING if healthy else DeliveryStatus.HELD
@@ -181,11 +155,16 @@ def matches(
     skip: frozenset[uuid.UUID] = frozenset(),
 ) -> Iterator[tuple[IntegrationState, CompiledTrigger]]:
     """Each integration the interaction goes to, with the trigger that decided it
-    (integrations in `skip` already have a delivery)."""
+    (integrations in `skip` already have a delivery).
+
+    The interaction's facts are derived once, on first use, and shared by every integration's
+    trigger set: the cost per integration is its index lookups, not the facts again.
+    """
+    facts = InteractionFacts(payload)
     for candidate in integrations:
-        if candidate.integration.id in skip:
+        if skip and candidate.integration.id in skip:
             continue
-        trigger = candidate.triggers.first_match(payload)
+        trigger = candidate.triggers.first_match(facts)
         if trigger is not None:
             yield candidate.integration, trigger
 

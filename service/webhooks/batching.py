@@ -38,7 +38,6 @@ from service.delivery.planner import (
     Candidate,
     IntegrationState,
     candidates,
-    candidates_on,
     initial_status,
     matches,
 )
@@ -50,6 +49,7 @@ from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
 from service.triggers.compiled import CompiledTrigger
 from service.webhooks.bulk import BatchRows, store_in_session, store_postgres
+from service.webhooks.planning_state import PlanningStates
 from service.webhooks.results import IntakeResult, interaction_values
 from service.webhooks.schemas import InteractionEvent
 
@@ -65,6 +65,9 @@ MAX_WAITING = 5_000
 # database that went silent (a partition) must not hold intake; the pool's checkout ping has
 # the same deadline (service.db).
 STATEMENT_TIMEOUT = PING_TIMEOUT
+# Batches planned again when an admin changed the organization's integrations or triggers
+# meanwhile (service.webhooks.planning_state) before the batch fails (one by one, then).
+PLANNING_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
@@ -92,6 +95,7 @@ class IntakeBatcher:
         self._engine: AsyncEngine = sessionmaker.kw["bind"]
         # PostgreSQL takes a batch as one self-committing statement (service.webhooks.bulk).
         self._postgres = self._engine.dialect.name == "postgresql"
+        self._planning_states = PlanningStates(sessionmaker)
         self._dispatcher = dispatcher
         self._max_batch = max_batch
         self._writer_count = writers
@@ -217,14 +221,24 @@ class IntakeBatcher:
         the result of each webhook, in order."""
         organizations = {waiting.organization_id for waiting in batch}
         if connection is not None:
-            found = {
-                organization_id: await candidates_on(
-                    connection, organization_id, self._sessionmaker
+            for _ in range(PLANNING_ATTEMPTS):
+                states = {
+                    organization_id: await self._planning_states.get(connection, organization_id)
+                    for organization_id in organizations
+                }
+                found = {organization: state.candidates for organization, state in states.items()}
+                rows, planned = _plan(batch, found, enqueue=enqueue)
+                rows.planned_with = {
+                    organization: state.fingerprint for organization, state in states.items()
+                }
+                stored = await store_postgres(connection, rows)
+                if not stored.stale:
+                    break
+                self._planning_states.forget(stored.stale)
+            else:
+                raise RuntimeError(
+                    f"the planning state changed under {PLANNING_ATTEMPTS} attempts in a row"
                 )
-                for organization_id in organizations
-            }
-            rows, planned = _plan(batch, found, enqueue=enqueue)
-            stored = await store_postgres(connection, rows)
         else:
             async with self._sessionmaker.begin() as session:
                 found = {

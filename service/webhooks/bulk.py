@@ -5,7 +5,8 @@ decides which are: a receipt is stored unless its webhook-id is already there, a
 only if its webhook's receipt was stored and its id is not already there, a delivery only if
 its interaction was stored. What was stored comes back as `Stored`.
 
-On PostgreSQL that is one statement: three INSERTs chained by data-modifying CTEs, the rows
+On PostgreSQL that is one statement: three INSERTs chained by data-modifying CTEs (and
+gated on the planning state being the one the batch was planned with), the rows
 sent as columns (arrays) and unpacked by `unnest`, so asyncpg encodes them in C and the
 statement stays one small prepared plan whatever the batch size. A single statement commits by
 itself (synchronous_commit: durable once it returns), so the batch costs one round trip, not a
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.kit.pinned import PinnedConnection
 from service.models import Delivery, Interaction, WebhookReceipt
+from service.webhooks.planning_state import FINGERPRINT_OF
 
 RECEIPTS: Table = WebhookReceipt.__table__  # type: ignore[assignment]
 INTERACTIONS: Table = Interaction.__table__  # type: ignore[assignment]
@@ -53,20 +55,32 @@ class BatchRows:
     receipts: list[dict[str, Any]] = field(default_factory=list)
     interactions: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    # PostgreSQL: the fingerprint of each organization's planning state the deliveries were
+    # planned with (service.webhooks.planning_state); nothing is stored if one changed.
+    planned_with: dict[uuid.UUID, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
     receipts: set[ReceiptKey]
     interactions: set[uuid.UUID]
+    # Organizations whose planning state changed since it was read: then nothing was stored.
+    stale: set[uuid.UUID] = field(default_factory=set)
 
 
-_PG_STORE = """
-WITH receipts AS (
+# Composed of constants at import (the fingerprint subquery); every value is a parameter.
+_PG_STORE = f"""
+WITH stale AS (
+    SELECT planned.organization_id
+    FROM unnest($24::uuid[], $25::text[]) AS planned (organization_id, fingerprint)
+    WHERE planned.fingerprint IS DISTINCT FROM
+          {FINGERPRINT_OF.format(organization="planned.organization_id")}
+), receipts AS (
     INSERT INTO webhook_receipts (organization_id, webhook_id, event_type, received_at)
     SELECT organization_id, webhook_id, event_type, received_at
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY
          AS rows (organization_id, webhook_id, event_type, received_at, ord)
+    WHERE NOT EXISTS (SELECT FROM stale)
     ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING organization_id, webhook_id
@@ -104,8 +118,9 @@ WITH receipts AS (
 )
 SELECT (SELECT array_agg(organization_id) FROM receipts),
        (SELECT array_agg(webhook_id) FROM receipts),
-       (SELECT array_agg(id) FROM interactions)
-"""
+       (SELECT array_agg(id) FROM interactions),
+       (SELECT array_agg(organization_id) FROM stale)
+"""  # noqa: S608
 
 _RECEIPT_COLUMNS = ("organization_id", "webhook_id", "event_type", "received_at")
 _INTERACTION_COLUMNS = (
@@ -146,11 +161,14 @@ async def store_postgres(connection: PinnedConnection, rows: BatchRows) -> Store
         *_columns(rows.receipts, _RECEIPT_COLUMNS),
         *_columns(rows.interactions, _INTERACTION_COLUMNS),
         *deliveries,
+        list(rows.planned_with),
+        list(rows.planned_with.values()),
     )
-    organizations, webhook_ids, interaction_ids = stored
+    organizations, webhook_ids, interaction_ids, stale = stored
     return Stored(
         set(zip(organizations or (), webhook_ids or (), strict=True)),
         set(interaction_ids or ()),
+        set(stale or ()),
     )
 
 

@@ -14,7 +14,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.kit.crypto import SecretBox
-from service.models import Delivery, Interaction, WebhookReceipt, WebhookSecret
+from service.models import (
+    Delivery,
+    DeliveryStatus,
+    Integration,
+    Interaction,
+    WebhookReceipt,
+    WebhookSecret,
+)
 from service.models.base import utc_now
 from service.organizations.service import generate_webhook_secret
 from service.testing.fake_qualtrics import FakeQualtrics
@@ -346,3 +353,49 @@ async def test_batched_rows_read_back_as_the_models_define_them(
     assert delivery.last_error is None
     assert delivery.newer_revision_after_delivery is False
     assert delivery.interaction_revision == 1
+
+
+async def test_each_batch_is_planned_with_the_state_its_insert_sees(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An integration changed behind this process's back (by another api process, or the
+    worker invalidating it) between two batches: the second batch is planned with the new
+    state. On PostgreSQL the writer keeps the state it read and its statement finds it stale,
+    so it reads it again once, and stores nothing planned with the old one."""
+    integration_id = uuid.UUID(await enabled_integration(client, admin))
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    states = intake(app).batcher._planning_states
+    reads: list[uuid.UUID] = []
+    read = states._read
+
+    async def counted(connection: Any, organization_id: uuid.UUID) -> Any:
+        reads.append(organization_id)
+        return await read(connection, organization_id)
+
+    monkeypatch.setattr(states, "_read", counted)
+
+    first = await post_event(client, admin.organization.id, secret, event(interaction()))
+    again = await post_event(client, admin.organization.id, secret, event(interaction()))
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(Integration).where(Integration.id == integration_id).values(enabled=False)
+        )
+    after = await post_event(client, admin.organization.id, secret, event(interaction()))
+
+    assert [first.status_code, again.status_code, after.status_code] == [202] * 3
+    async with sessionmaker() as session:
+        statuses = (
+            await session.scalars(select(Delivery.status).order_by(Delivery.created_at))
+        ).all()
+    assert statuses == [DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.HELD]
+    if app.state.engine.dialect.name == "postgresql":
+        # Read for the first batch, kept for the second, read again when found stale.
+        assert reads == [admin.organization.id] * 2
+    else:
+        assert reads == []  # SQLite reads the state in each batch's transaction
