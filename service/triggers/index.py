@@ -8,11 +8,17 @@ criteria in use and the size of the interaction, hardly with the number of trigg
 per-trigger cost left is `sample_rate`: one SHA-256 (about 0.3 µs) for each candidate that
 reaches its sample, in position order, until one is kept.
 
+The indexes read the interaction through `InteractionFacts` (the occurred category names, the
+scores by name, the start in a zone...). `first_match` builds them for one call when given an
+interaction; planning builds them once per interaction and passes them to every integration's
+set, so each fact is derived once however many integrations there are.
+
 `CompiledTrigger.matches` is the reference; the property tests check that both agree.
 """
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import date
 from hashlib import sha256
 from operator import attrgetter
@@ -29,12 +35,17 @@ from service.triggers.compiled import (
     in_window,
     micros_of_day,
 )
+from service.triggers.facts import InteractionFacts
 from service.triggers.schemas import metadata_text
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-MaskFilter = Callable[[Interaction], int]
+# A filter reads the facts it needs from the shared `InteractionFacts`: computed once per
+# interaction, however many trigger sets (integrations) look at it.
+MaskFilter = Callable[[InteractionFacts], int]
+
+_UNSEEN: Any = object()  # not in a facts cache yet (None is a value there)
 
 
 def _range_index(
@@ -94,7 +105,7 @@ def _value_filter(
         return None
     free, index = built
     get = index.get
-    return lambda interaction: free | get(read(interaction), 0)
+    return lambda facts: free | get(read(facts.interaction), 0)
 
 
 def _range_filter(
@@ -105,7 +116,7 @@ def _range_filter(
     if all(bound is None for bound in bounds):
         return None
     accepting = _range_index(bits, bounds)
-    return lambda interaction: accepting(read(interaction))
+    return lambda facts: accepting(read(facts.interaction))
 
 
 def _teams_filter(bits: Sequence[int], triggers: Sequence[CompiledTrigger]) -> MaskFilter | None:
@@ -115,10 +126,10 @@ def _teams_filter(bits: Sequence[int], triggers: Sequence[CompiledTrigger]) -> M
     free, index = built
     get = index.get
 
-    def accepting(interaction: Interaction) -> int:
+    def accepting(facts: InteractionFacts) -> int:
         mask = free
-        for group in interaction.call_groups:
-            mask |= get(group.name, 0)
+        for name in facts.team_names():
+            mask |= get(name, 0)
         return mask
 
     return accepting
@@ -126,7 +137,7 @@ def _teams_filter(bits: Sequence[int], triggers: Sequence[CompiledTrigger]) -> M
 
 def _name_rules(
     everyone: int, bits: Sequence[int], rules: Sequence[CategoryRule | None]
-) -> Callable[[set[str]], int] | None:
+) -> Callable[[AbstractSet[str]], int] | None:
     """`names →` the mask of triggers whose any / all / none rules these names satisfy."""
     if all(rule is None for rule in rules):
         return None
@@ -140,7 +151,7 @@ def _name_rules(
     # instead of a dictionary lookup per name in Python.
     any_names, none_names, all_names = map(frozenset, (any_masks, none_masks, all_masks))
 
-    def accepting(names: set[str]) -> int:
+    def accepting(names: AbstractSet[str]) -> int:
         mask = any_free
         if any_names:
             for name in any_names.intersection(names):
@@ -167,35 +178,17 @@ def _occurrence_filter(
         if by_group is None:
             return None
         groups_only = by_group  # (a name the closure can rely on, for the type checker)
-        return lambda interaction: groups_only(_occurred_group_names(interaction))
+        return lambda facts: groups_only(facts.group_names())
     names_only = by_name
     if by_group is None:
-        return lambda interaction: names_only(_occurred_category_names(interaction))
+        return lambda facts: names_only(facts.category_names())
     groups_too = by_group
 
-    def accepting(interaction: Interaction) -> int:
-        names: set[str] = set()
-        groups: list[str] = []
-        for category in interaction.categories:
-            if category.occurrences:
-                names.add(category.name)
-                groups += category.groups  # an operator: cheaper than a call per category
-        return names_only(names) & groups_too(set(groups))
+    def accepting(facts: InteractionFacts) -> int:
+        names, groups = facts.occurred()  # one pass over the categories for both
+        return names_only(names) & groups_too(groups)
 
     return accepting
-
-
-def _occurred_category_names(interaction: Interaction) -> set[str]:
-    return {category.name for category in interaction.categories if category.occurrences}
-
-
-def _occurred_group_names(interaction: Interaction) -> set[str]:
-    return {
-        group
-        for category in interaction.categories
-        if category.occurrences
-        for group in category.groups
-    }
 
 
 def _scores_filter(
@@ -212,10 +205,8 @@ def _scores_filter(
             bounds.append(found[0] if found else None)
         per_score.append((score, _range_index(bits, bounds)))
 
-    def accepting(interaction: Interaction) -> int:
-        values: dict[str, float] = {}
-        for item in interaction.scores:
-            values.setdefault(item.name, item.value)  # the first of a repeated name counts
+    def accepting(facts: InteractionFacts) -> int:
+        values = facts.scores()  # the first of a repeated name counts
         mask = everyone
         for score, accepts in per_score:
             mask &= accepts(values.get(score))
@@ -237,11 +228,13 @@ def _metadata_filter(
         assert built is not None  # noqa: S101 (some trigger lists this key)
         per_key.append((key, *built))
 
-    def accepting(interaction: Interaction) -> int:
-        metadata = interaction.metadata
+    def accepting(facts: InteractionFacts) -> int:
+        texts = facts.metadata_texts  # shared: each field's text is computed once
         mask = everyone
         for key, free, index in per_key:
-            text = metadata_text(metadata.get(key))
+            text = texts.get(key, _UNSEEN)
+            if text is _UNSEEN:
+                text = texts[key] = metadata_text(facts.interaction.metadata.get(key))
             mask &= free if text is None else free | index.get(text, 0)
         return mask
 
@@ -280,8 +273,11 @@ def _zone_filter(everyone: int, rules: list[tuple[int, TimeRule]]) -> MaskFilter
     )
     windows = _window_index(rules)
 
-    def accepting(interaction: Interaction) -> int:
-        local = interaction.started_at.astimezone(zone)
+    def accepting(facts: InteractionFacts) -> int:
+        # Shared: the start is converted to each zone (and read as a time of day) once.
+        local = facts.local_starts.get(zone)
+        if local is None:
+            local = facts.local_starts[zone] = facts.interaction.started_at.astimezone(zone)
         mask = everyone
         if dates is not None:
             mask &= others | dates(local.date())
@@ -289,7 +285,10 @@ def _zone_filter(everyone: int, rules: list[tuple[int, TimeRule]]) -> MaskFilter
             mask &= others | by_weekday[local.isoweekday()]
         if windows is not None:
             free, points, segments = windows
-            mask &= others | free | segments[bisect_right(points, micros_of_day(local)) - 1]
+            micros = facts.local_micros.get(zone)
+            if micros is None:
+                micros = facts.local_micros[zone] = micros_of_day(local)
+            mask &= others | free | segments[bisect_right(points, micros) - 1]
         return mask
 
     return accepting
@@ -420,37 +419,46 @@ class TriggerSet(Sequence[CompiledTrigger]):
     def enabled(self) -> tuple[CompiledTrigger, ...]:
         return self._enabled
 
-    def _candidates(self, interaction: Interaction) -> int:
+    def _candidates(self, facts: InteractionFacts) -> int:
         alive = self._everyone
         for constrained, accepting in self._filters:
             if alive & constrained:  # else every trigger still in is free of this criterion
-                alive &= accepting(interaction)
+                alive &= accepting(facts)
                 if not alive:
                     break
         return alive
 
-    def first_match(self, interaction: Interaction) -> CompiledTrigger | None:
-        """The first enabled trigger, by position, whose criteria select the interaction."""
-        alive = self._candidates(interaction)
+    def first_match(self, interaction: Interaction | InteractionFacts) -> CompiledTrigger | None:
+        """The first enabled trigger, by position, whose criteria select the interaction.
+
+        Pass the interaction's `InteractionFacts` when several sets are asked about the same
+        interaction (planning): each fact is then derived once for all of them.
+        """
+        facts = (
+            interaction
+            if isinstance(interaction, InteractionFacts)
+            else InteractionFacts(interaction)
+        )
+        alive = self._candidates(facts)
         samples = self._samples
-        identifier: bytes | None = None
         while alive:
             lowest = alive & -alive
             index = lowest.bit_length() - 1
             sample = samples[index]
-            if sample is None:
-                return self._enabled[index]
-            if identifier is None:
-                identifier = interaction.id.encode()
-            if _kept(sample, identifier):
+            if sample is None or _kept(sample, facts.identifier()):
                 return self._enabled[index]
             alive ^= lowest
         return None
 
-    def all_matches(self, interaction: Interaction) -> list[CompiledTrigger]:
+    def all_matches(self, interaction: Interaction | InteractionFacts) -> list[CompiledTrigger]:
         """Every enabled trigger that selects the interaction, in position order (dry runs)."""
-        alive = self._candidates(interaction)
-        identifier = interaction.id.encode()
+        facts = (
+            interaction
+            if isinstance(interaction, InteractionFacts)
+            else InteractionFacts(interaction)
+        )
+        alive = self._candidates(facts)
+        identifier = facts.identifier()
         found: list[CompiledTrigger] = []
         while alive:
             lowest = alive & -alive

@@ -39,15 +39,27 @@ Two evaluators share the compiled form:
   the masks are ANDed, and the lowest surviving bit (position order) wins, with the
   sample-rate hash computed only for the candidates actually reached. The property tests check
   that both evaluators agree.
+
+The values the indexes look up (occurred category names, scores by name, metadata as text, the
+start in a zone...) are an `InteractionFacts`, derived lazily and at most once per interaction:
+planning builds one per interaction and shares it between every integration's `TriggerSet`.
 """
 
 from collections.abc import Iterable, Sequence
 
 from service.interactions.schemas import Interaction
 from service.triggers.compiled import CompiledTrigger, compile_trigger, sample_fraction
+from service.triggers.facts import InteractionFacts
 from service.triggers.index import TriggerSet
 
-__all__ = ["CompiledTrigger", "TriggerSet", "compile_trigger", "first_match", "sample_fraction"]
+__all__ = [
+    "CompiledTrigger",
+    "InteractionFacts",
+    "TriggerSet",
+    "compile_trigger",
+    "first_match",
+    "sample_fraction",
+]
 
 # The last plain list or tuple `first_match` indexed, with a snapshot of its elements, so
 # calling it again with the same, unchanged list reuses the index.
@@ -74,12 +86,13 @@ def _indexed(triggers: Iterable[CompiledTrigger]) -> TriggerSet:
 
 
 def first_match(
-    triggers: Iterable[CompiledTrigger], interaction: Interaction
+    triggers: Iterable[CompiledTrigger], interaction: Interaction | InteractionFacts
 ) -> CompiledTrigger | None:
     """The first enabled trigger (in the given, position, order) that selects the interaction.
 
     Pass a `TriggerSet` (what `trigger_service.compiled_for_integration` returns) to reuse its
     index; a plain list is indexed on first use and the index kept while the same list is
-    passed again.
+    passed again. Pass the interaction's `InteractionFacts` to share its derived facts between
+    calls about the same interaction.
     """
     return _indexed(triggers).first_match(interaction)

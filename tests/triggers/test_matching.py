@@ -14,9 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.delivery.planner import Candidate, IntegrationRow
+from service.delivery.planner import matches as planner_matches
 from service.interactions.schemas import INTERACTION_EXAMPLE, Interaction
+from service.models import IntegrationHealth
+from service.triggers import index as trigger_index
 from service.triggers.matching import (
     CompiledTrigger,
+    InteractionFacts,
     TriggerSet,
     compile_trigger,
     first_match,
@@ -712,3 +717,137 @@ class TestProperties:
             expected = [t for t in triggers if t.matches(parsed)]
             assert trigger_set.all_matches(parsed) == expected
             assert trigger_set.first_match(parsed) is (expected[0] if expected else None)
+
+
+# --- Facts shared between trigger sets (planning) ------------------------------------------
+
+
+def _trigger_sets(criteria: list[list[dict[str, Any]]], enabled: list[bool]) -> list[TriggerSet]:
+    """One set per integration; trigger ids differ between sets, so samples differ too."""
+    flags = iter(enabled * (1 + sum(map(len, criteria)) // max(len(enabled), 1)))
+    return [
+        TriggerSet(
+            compile_trigger(
+                uuid.UUID(int=(number + 1) << 32 | index + 1),
+                Criteria.model_validate(item),
+                name=f"t{number}.{index}",
+                enabled=next(flags, True),
+                position=index,
+            )
+            for index, item in enumerate(items)
+        )
+        for number, items in enumerate(criteria)
+    ]
+
+
+class TestSharedFacts:
+    @settings(max_examples=150)
+    @given(
+        criteria=st.lists(st.lists(criteria_dicts(), max_size=10), min_size=1, max_size=8),
+        enabled=st.lists(st.booleans(), min_size=1, max_size=8),
+        subjects=st.lists(interactions, min_size=1, max_size=3),
+        order=st.randoms(use_true_random=False),
+    )
+    def test_shared_facts_agree_with_a_fresh_call_per_set(
+        self,
+        criteria: list[list[dict[str, Any]]],
+        enabled: list[bool],
+        subjects: list[Interaction],
+        order: Any,
+    ) -> None:
+        # Planning builds one `InteractionFacts` and asks every integration's set about it:
+        # whichever set fills a fact first, every other set must read the same answer as a call
+        # of its own on the bare interaction (and as the per-trigger reference).
+        trigger_sets = _trigger_sets(criteria, enabled)
+        for subject in subjects:
+            interaction = Interaction.model_validate_json(subject.model_dump_json())
+            facts = InteractionFacts(interaction)
+            for _ in range(2):  # the second pass reads facts every set has filled by now
+                order.shuffle(trigger_sets)
+                for trigger_set in trigger_sets:
+                    expected = [t for t in trigger_set.enabled if t.matches(interaction)]
+                    alone = trigger_set.first_match(interaction)
+                    assert alone is (expected[0] if expected else None)
+                    assert trigger_set.first_match(facts) is alone
+                    assert first_match(trigger_set, facts) is alone
+                    assert trigger_set.all_matches(facts) == trigger_set.all_matches(interaction)
+
+    @settings(max_examples=100)
+    @given(
+        criteria=st.lists(st.lists(criteria_dicts(), max_size=6), max_size=8),
+        enabled=st.lists(st.booleans(), min_size=1, max_size=8),
+        interaction=interactions,
+        data=st.data(),
+    )
+    def test_planner_matches_agree_with_a_call_per_integration(
+        self,
+        criteria: list[list[dict[str, Any]]],
+        enabled: list[bool],
+        interaction: Interaction,
+        data: st.DataObject,
+    ) -> None:
+        candidates = [
+            Candidate(
+                IntegrationRow(
+                    uuid.UUID(int=number + 1), enabled=True, health=IntegrationHealth.OK
+                ),
+                trigger_set,
+            )
+            for number, trigger_set in enumerate(_trigger_sets(criteria, enabled))
+        ]
+        skip = frozenset(
+            data.draw(st.lists(st.sampled_from([c.integration.id for c in candidates])))
+            if candidates
+            else ()
+        )
+        expected = [
+            (candidate.integration, trigger)
+            for candidate in candidates
+            if candidate.integration.id not in skip
+            and (trigger := candidate.triggers.first_match(interaction)) is not None
+        ]
+        assert list(planner_matches(interaction, candidates, skip=skip)) == expected
+
+    def test_each_fact_is_derived_once_for_all_sets(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: dict[str, int] = {"metadata_text": 0, "micros_of_day": 0}
+
+        def counted(name: str, function: Any) -> Any:
+            def wrapper(*args: Any) -> Any:
+                calls[name] += 1
+                return function(*args)
+
+            return wrapper
+
+        monkeypatch.setattr(
+            trigger_index, "metadata_text", counted("metadata_text", trigger_index.metadata_text)
+        )
+        monkeypatch.setattr(
+            trigger_index, "micros_of_day", counted("micros_of_day", trigger_index.micros_of_day)
+        )
+        criteria = {
+            "metadata": {"region": ["APAC"], "tier": ["1"]},
+            "time_of_day": {"from": "00:00", "to": "23:00"},
+            "timezone": "Europe/Berlin",
+        }
+        trigger_sets = [
+            TriggerSet(
+                [compile_trigger(uuid.UUID(int=number + 1), Criteria.model_validate(criteria))]
+            )
+            for number in range(50)
+        ]
+        interaction = make_interaction(metadata={"region": "EMEA", "tier": 1})
+        facts = InteractionFacts(interaction)
+        assert all(trigger_set.first_match(facts) is None for trigger_set in trigger_sets)
+        assert calls == {"metadata_text": 2, "micros_of_day": 0}  # region rejects: no time
+        assert facts.metadata_texts == {"region": "EMEA", "tier": "1"}
+        assert facts.category_names() is facts.category_names()
+        assert facts.scores() is facts.scores()
+        assert facts.team_names() is facts.team_names()
+
+        calls.update(metadata_text=0)
+        matching = make_interaction(metadata={"region": "APAC", "tier": 1.0})
+        facts = InteractionFacts(matching)
+        found = [trigger_set.first_match(facts) for trigger_set in trigger_sets]
+        assert found == [trigger_set[0] for trigger_set in trigger_sets]
+        assert calls == {"metadata_text": 2, "micros_of_day": 1}
+        assert list(facts.local_starts) == [trigger_sets[0][0].time.zone]  # type: ignore[union-attr]
