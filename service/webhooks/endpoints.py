@@ -6,7 +6,8 @@ from functools import lru_cache
 from typing import get_args
 
 from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
@@ -50,20 +51,34 @@ async def enqueue_after_commit(
     response_model=WebhookAnswer,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Receive an interaction or catalogue event (Standard Webhooks)",
-    openapi_extra={"requestBody": request_body_schema()},
+    openapi_extra={
+        "requestBody": request_body_schema(),
+        # Declared here, read in the function (see there).
+        "parameters": [
+            {
+                "name": "organization_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid", "title": "Organization Id"},
+            }
+        ],
+    },
     responses={
         200: {"model": WebhookAnswer, "description": "A duplicate or stale event: nothing new."},
         **problem_responses(400, 401, 413, 422, 503),
     },
 )
-async def receive_webhook(organization_id: uuid.UUID, request: Request) -> Response:
+async def receive_webhook(request: Request) -> Response:
     """Signed by the Creovai platform (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 
     202 once the interaction and its deliveries are stored; 200 for a repeated webhook-id or
     interaction, or an update older than the stored one (nothing is created).
     """
-    # The hot path of the service: no dependencies (intake opens its own transactions), and
-    # the answer is rendered here rather than validated against the response model.
+    # The hot path of the service: no dependencies or parameters for FastAPI to resolve
+    # (intake opens its own transactions; the path's one parameter is parsed here, with the
+    # same validation and error), and the answer is rendered here rather than validated
+    # against the response model.
+    organization_id = _organization_id(request)
     body = await request.body()
     intake: IntakeService = request.app.state.intake
     request_id = getattr(request.state, "request_id", None)
@@ -89,6 +104,18 @@ async def receive_webhook(organization_id: uuid.UUID, request: Request) -> Respo
         media_type="application/json",
         background=background,
     )
+
+
+_ORGANIZATION_ID = TypeAdapter(uuid.UUID)
+
+
+def _organization_id(request: Request) -> uuid.UUID:
+    try:
+        return _ORGANIZATION_ID.validate_python(request.path_params["organization_id"])
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("path", "organization_id")} for error in exc.errors()]
+        ) from None
 
 
 # The metric children, looked up once rather than per webhook.
