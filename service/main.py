@@ -33,6 +33,7 @@ from service.openapi import install_openapi
 from service.projects.endpoints import router as projects_router
 from service.triggers.endpoints import router as triggers_router
 from service.webhooks.batching import IntakeBatcher
+from service.webhooks.endpoints import add_intake_route
 from service.webhooks.endpoints import router as webhooks_router
 from service.webhooks.schemas import REQUEST_BODY_MODELS
 from service.webhooks.service import IntakeService
@@ -185,6 +186,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
 
     # Outermost, so every answer (errors and 413s included) carries the request id.
     app.add_middleware(RequestContextMiddleware)
+    add_intake_route(app)
     for router in (
         # First: routes are matched in order, and nearly every request is a webhook.
         webhooks_router,

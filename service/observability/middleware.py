@@ -2,6 +2,7 @@
 
 import time
 
+from prometheus_client import Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -9,6 +10,9 @@ from service.observability.context import new_request_id, request_id_var
 from service.observability.metrics import HTTP_REQUEST_SECONDS
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+# The histogram's children by (method, route template, status), looked up once each.
+_HISTOGRAMS: dict[tuple[str, str, int], Histogram] = {}
 
 
 class RequestContextMiddleware:
@@ -36,8 +40,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            HTTP_REQUEST_SECONDS.labels(scope["method"], path, str(status)).observe(
-                time.perf_counter() - started
-            )
+            key = (scope["method"], getattr(route, "path", "unmatched"), status)
+            histogram = _HISTOGRAMS.get(key)
+            if histogram is None:  # one per route and status: few, so kept
+                histogram = _HISTOGRAMS[key] = HTTP_REQUEST_SECONDS.labels(*key[:2], str(status))
+            histogram.observe(time.perf_counter() - started)
             request_id_var.reset(token)
