@@ -181,6 +181,54 @@ class TestInspection:
         assert responses[0]["values"] == {"QID1_TEXT": "Ada"}
         assert responses[0]["idempotencyKey"] == "d-1"
 
+    async def test_recorded_time_to_the_microsecond_on_the_control_surface_only(
+        self, http: httpx.AsyncClient, fake: FakeQualtrics
+    ) -> None:
+        headers = await bench_api(http)
+        survey_id = await new_survey(http, headers)
+        moment = datetime(2024, 5, 1, 10, 0, 7, 123456, UTC)
+        fake.clock.set(moment)
+        created = await http.post(
+            f"/load/API/v3/surveys/{survey_id}/responses",
+            headers=headers,
+            json={"values": {}},
+        )
+        response_id = result_of(created)["responseId"]
+
+        [stored] = (await http.get(f"/_fake/surveys/{survey_id}/responses")).json()
+        read = result_of(
+            await http.get(
+                f"/load/API/v3/surveys/{survey_id}/responses/{response_id}", headers=headers
+            )
+        )
+
+        # Control surface: the Qualtrics-shaped whole-second date, plus the precise moment.
+        assert stored["recordedDate"] == "2024-05-01T10:00:07Z"
+        assert stored["recordedTimestamp"] == moment.timestamp()
+        assert datetime.fromtimestamp(stored["recordedTimestamp"], UTC) == moment
+        # The Qualtrics API itself is unchanged: whole seconds, no extra field.
+        assert read["values"]["recordedDate"] == "2024-05-01T10:00:07Z"
+        assert "recordedTimestamp" not in read["values"]
+        assert "recordedTimestamp" not in read
+
+    async def test_recorded_timestamp_is_the_creation_time_in_real_time(
+        self, http: httpx.AsyncClient
+    ) -> None:
+        headers = await bench_api(http)
+        survey_id = await new_survey(http, headers)
+        before = datetime.now(UTC)
+        await http.post(
+            f"/load/API/v3/surveys/{survey_id}/responses", headers=headers, json={"values": {}}
+        )
+        after = datetime.now(UTC)
+
+        [stored] = (await http.get(f"/_fake/surveys/{survey_id}/responses")).json()
+
+        precise = datetime.fromtimestamp(stored["recordedTimestamp"], UTC)
+        assert before <= precise <= after
+        # The whole-second date is the precise one truncated, as Qualtrics would show it.
+        assert stored["recordedDate"] == precise.strftime("%Y-%m-%dT%H:%M:%SZ")
+
     async def test_forgetting_a_surveys_responses(self, http: httpx.AsyncClient) -> None:
         headers = await bench_api(http)
         survey_id = await new_survey(http, headers)

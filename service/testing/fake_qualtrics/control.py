@@ -18,7 +18,9 @@ Plain JSON in and out; errors are `{"error": "...", "details"?: [...]}` with 400
     GET    /_fake/surveys                         summaries of every brand's surveys
     GET    /_fake/surveys/{id}                    definition, questions in order, embedded fields
     DELETE /_fake/surveys/{id}                    delete out of band (as in the Qualtrics UI)
-    GET    /_fake/surveys/{id}/responses          the values exactly as posted
+    GET    /_fake/surveys/{id}/responses          the values exactly as posted, `recordedDate`
+                                                  (whole seconds), `recordedTimestamp` (the
+                                                  same, Unix seconds to the microsecond)
     DELETE /_fake/surveys/{id}/responses          forget them (a benchmark between rounds)
                                                   {"deleted": n}
     GET    /_fake/stats                           {"total", "by_status", "rate_limited"}

@@ -61,11 +61,15 @@ class StoredResponse:
         }
 
     def as_json(self) -> JsonObject:
-        """For inspection: the values exactly as the client sent them."""
+        """For inspection: the values exactly as the client sent them, `recordedDate` as
+        Qualtrics formats it (whole seconds) and `recordedTimestamp` the same moment in Unix
+        seconds to the microsecond (only here, on the control surface: a benchmark measuring
+        latency needs more than whole seconds)."""
         return {
             "responseId": self.response_id,
             "values": copy.deepcopy(self.submitted),
             "recordedDate": iso(self.recorded_at),
+            "recordedTimestamp": self.recorded_at.timestamp(),
             "idempotencyKey": self.idempotency_key,
         }
 
