@@ -1,14 +1,13 @@
 """The claim and record steps of a worker's concurrent runs, coalesced into shared statements:
-`DeliveryBatches`, and the group commit under it (`Coalescer`). See "Batching" in
+`DeliveryBatches`, over group commits (service.kit.coalescer). See "Batching" in
 `service.delivery.sender`; the statements are in `service.delivery.batch_sql`."""
 
-import asyncio
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +16,7 @@ from service.delivery.batch_sql import BATCH_TIMEOUT, CLAIM_DUE, RECORD_DELIVERE
 from service.delivery.claims import Claim, Due, decide
 from service.delivery.classify import Result
 from service.delivery.context import DeliveryContext, Outcome
+from service.kit.coalescer import Coalescer
 from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 
@@ -28,82 +28,7 @@ MAX_BATCH = 100
 BATCH_LINGER = 0.005
 LINGER_BELOW = 8
 
-
 Item = TypeVar("Item")
-Answer = TypeVar("Answer")
-
-
-class Coalescer(Generic[Item, Answer]):
-    """Runs `flush` over whatever callers submitted meanwhile, one flush at a time.
-
-    An idle coalescer flushes a lone item at once, and items that arrive during a flush go
-    together in the next one (group commit). While items keep arriving, it waits up to
-    `linger` before a flush of fewer than `LINGER_BELOW`, so batches grow under load; a lone
-    item after a quiet spell never waits. A caller that is cancelled stops waiting, but its
-    item's flush still runs to the end. A flush that raises answers None to each of its
-    callers, which then do the work on their own.
-    """
-
-    def __init__(
-        self,
-        flush: Callable[[list[Item]], Awaitable[Sequence[Answer | None]]],
-        max_batch: int,
-        linger: float = 0.0,
-    ) -> None:
-        self._flush = flush
-        self._max_batch = max_batch
-        self._linger = linger
-        self._waiting: list[tuple[Item, asyncio.Future[Answer | None]]] = []
-        self._running: asyncio.Task[None] | None = None
-        self.flushes = 0
-        self.items = 0
-
-    async def submit(self, item: Item) -> Answer | None:
-        future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._running is None:
-            self._running = asyncio.create_task(self._drain(), name="delivery-batch")
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        try:
-            busy = False
-            while self._waiting:
-                if busy and self._linger and len(self._waiting) < LINGER_BELOW:
-                    # Steps keep coming (this is not the first batch since idle): a moment's
-                    # wait makes the next batch larger, each step cheaper.
-                    await asyncio.sleep(self._linger)
-                busy = True
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                self.flushes += 1
-                self.items += len(batch)
-                try:
-                    results = await self._flush([item for item, _ in batch])
-                except Exception as exc:
-                    logger.warning(
-                        "a batch of %d delivery steps failed (%s); each run does its own",
-                        len(batch),
-                        type(exc).__name__,
-                        exc_info=True,
-                    )
-                    results = [None] * len(batch)
-                except BaseException:
-                    for _, future in [*batch, *self._waiting]:
-                        if not future.done():
-                            future.set_result(None)
-                    self._waiting.clear()
-                    raise
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._running = None
-
-    async def aclose(self) -> None:
-        """Wait until every submitted item was flushed."""
-        while self._running is not None:
-            await asyncio.gather(self._running, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # each request is its own (hashed by identity)
@@ -140,10 +65,10 @@ class DeliveryBatches:
         self._claim_connection = PinnedConnection(engine, timeout=BATCH_TIMEOUT)
         self._record_connection = PinnedConnection(engine, timeout=BATCH_TIMEOUT)
         self._claims: Coalescer[_Request, Claim | Outcome] = Coalescer(
-            self._flush_claims, max_batch, linger
+            self._flush_claims, max_batch, linger, LINGER_BELOW, name="delivery-claims"
         )
         self._records: Coalescer[tuple[DeliveryContext, Done], bool] = Coalescer(
-            self._flush_records, max_batch, linger
+            self._flush_records, max_batch, linger, LINGER_BELOW, name="delivery-records"
         )
 
     def stats(self) -> dict[str, int]:

@@ -42,26 +42,38 @@ class CompiledStatement:
     @classmethod
     def of(cls, statement: ClauseElement, engine: AsyncEngine) -> "CompiledStatement":
         compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
-        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+        # A parameter declared without a value (`bindparam("x")`) compiles to None like a
+        # literal NULL: leave those out, so that a caller that forgets one gets a KeyError.
+        literals = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
+        return cls(compiled.string, tuple(compiled.positiontup or ()), literals)
 
     def arguments(self, params: dict[str, Any]) -> list[Any]:
         return [params[name] if name in params else self.defaults[name] for name in self.names]
 
 
 class PinnedConnection:
+    """One statement at a time (its callers are one batch writer each)."""
+
     def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
         self._engine = engine
         self._timeout = timeout
         self._connection: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under it
         self._last_used = 0.0
-        self._compiled: dict[int, CompiledStatement] = {}
+        # By the statement's identity; the statement is kept with it, so the id is not reused.
+        self._compiled: dict[int, tuple[ClauseElement, CompiledStatement]] = {}
 
     async def fetch(self, statement: ClauseElement, params: dict[str, Any]) -> list[Any]:
         """The rows of a SQLAlchemy statement (asyncpg records: `row["column"]`)."""
-        sql = self._compiled.get(id(statement))
-        if sql is None:
-            sql = self._compiled[id(statement)] = CompiledStatement.of(statement, self._engine)
+        cached = self._compiled.get(id(statement))
+        if cached is None or cached[0] is not statement:
+            cached = (statement, CompiledStatement.of(statement, self._engine))
+            self._compiled[id(statement)] = cached
+        sql = cached[1]
         return await self.fetch_sql(sql.text, *sql.arguments(params))
 
     async def fetch_sql(self, sql: str, *arguments: Any) -> list[Any]:

@@ -187,11 +187,18 @@ class QualtricsBaseUrl:
         return self._join("/".join((API_PREFIX, *segments)))
 
     def _join(self, path: str) -> httpx.URL:
-        url = httpx.URL(self.url + path)
-        if _origin(url) != (self.scheme, self.host, self.port):
-            # Unreachable with validated segments; kept as the last line of defence.
-            raise ValueError(f"refusing to build a Qualtrics URL off {self.host!r}")
-        return url
+        return _joined(self.url, path, (self.scheme, self.host, self.port))
+
+
+# Parsed and checked once per URL: a worker sends every response of a survey to the same one
+# (httpx.URL is immutable, so one object serves every request).
+@lru_cache(maxsize=4096)
+def _joined(base: str, path: str, origin: tuple[str, str, int | None]) -> httpx.URL:
+    url = httpx.URL(base + path)
+    if _origin(url) != origin:
+        # Unreachable with validated segments; kept as the last line of defence.
+        raise ValueError(f"refusing to build a Qualtrics URL off {origin[1]!r}")
+    return url
 
 
 def build_base_url(subdomain: str, template: str = DEFAULT_BASE_URL_TEMPLATE) -> QualtricsBaseUrl:

@@ -18,9 +18,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from service.delivery.batches import Coalescer, DeliveryBatches
+from service.delivery.batches import DeliveryBatches
 from service.delivery.encoding_cache import PlanCache
 from service.delivery.sender import DeliveryContext, Outcome, send_delivery
+from service.kit.coalescer import Coalescer
 from service.models import Delivery, DeliveryStatus, Integration
 from service.testing.fake_qualtrics import FakeQualtrics
 from tests.delivery.conftest import (
@@ -206,7 +207,7 @@ async def test_a_failing_batch_falls_back_to_each_run(
 
     assert outcomes == [Outcome.DELIVERED] * 3
     assert len(qualtrics.responses(ready.survey_id)) == 3
-    assert "each run does its own" in caplog.text
+    assert "each caller does its step alone" in caplog.text
 
 
 async def test_a_broken_connection_is_replaced(

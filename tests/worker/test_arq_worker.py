@@ -1,5 +1,6 @@
-"""`DeliveryWorker` against our own redis-server: slots kept busy, one-round-trip pickup, SIGTERM
-still stops the picking, and arq's per-job log lines dropped."""
+"""`DeliveryWorker` against our own redis-server: slots kept busy, one-round-trip pickup, jobs
+finished in shared transactions, SIGTERM still stops the picking, and arq's per-job log lines
+dropped."""
 
 import asyncio
 import logging
@@ -10,7 +11,12 @@ from typing import Any, cast
 
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
@@ -177,3 +183,71 @@ class TestLogging:
             "  0.10s ↻ job cancelled, will be run again",
             "Starting worker for 1 functions: job",
         ]
+
+
+class TestFinishing:
+    """Jobs that end together share one transaction; Redis ends up exactly as arq leaves it."""
+
+    async def keys_left(self, pool: ArqRedis, names: list[str]) -> list[str]:
+        prefixes = (job_key_prefix, in_progress_key_prefix, retry_key_prefix, result_key_prefix)
+        return [
+            prefix + name
+            for name in names
+            for prefix in prefixes
+            if await pool.exists(prefix + name)
+        ]
+
+    async def test_jobs_ending_together_share_a_transaction_and_leave_no_keys(
+        self, pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        names = [f"end-{n}" for n in range(40)]
+        await enqueue(pool, *names)
+        jobs = Jobs(seconds=0.05)
+        worker = worker_for(DeliveryWorker, pool, jobs, max_jobs=40, poll_delay=0.01)
+        assert isinstance(worker, DeliveryWorker)
+        batches: list[int] = []
+        finish_all = worker._finish_all
+
+        async def counted(steps: list[Any]) -> list[bool]:
+            batches.append(len(steps))
+            return await finish_all(steps)
+
+        monkeypatch.setattr(worker, "_finish_all", counted)
+        running = asyncio.create_task(worker.async_run())
+        try:
+            await until(lambda: worker.jobs_complete == 40, within=10)
+        finally:
+            await stopped(worker, running)
+
+        assert sum(batches) == 40
+        assert len(batches) < 40, batches  # several ended in one transaction
+        assert await pool.zcard(QUEUE) == 0
+        assert await self.keys_left(pool, names) == []
+
+    async def test_a_failed_batch_is_finished_job_by_job_as_arq_does(
+        self, pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        names = [f"alone-{n}" for n in range(5)]
+        await enqueue(pool, *names)
+        worker = worker_for(DeliveryWorker, pool, Jobs(seconds=0.01), max_jobs=5)
+        alone: list[str] = []
+        arqs_own = Worker.finish_job
+
+        async def broken(steps: list[Any]) -> list[bool]:
+            raise ConnectionError("Redis went away mid-batch")
+
+        async def finish_job(self: Worker, job_id: str, *args: Any) -> None:
+            alone.append(job_id)
+            await arqs_own(self, job_id, *args)
+
+        monkeypatch.setattr(worker, "_finish_all", broken)
+        monkeypatch.setattr(Worker, "finish_job", finish_job)
+        running = asyncio.create_task(worker.async_run())
+        try:
+            await until(lambda: worker.jobs_complete == 5, within=10)
+        finally:
+            await stopped(worker, running)
+
+        assert sorted(alone) == sorted(names)
+        assert await pool.zcard(QUEUE) == 0
+        assert await self.keys_left(pool, names) == []
