@@ -146,3 +146,24 @@ class TestShardedTransport:
 async def set_soon(event: asyncio.Event) -> None:
     await asyncio.sleep(0.01)
     event.set()
+
+
+async def test_the_client_keeps_no_cookies_and_sends_none() -> None:
+    """One client serves every Qualtrics account: a cookie set by one answer must never go
+    out with a later request (and the API, token-authenticated, needs none)."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Cookie"))
+        return httpx.Response(
+            200, json={}, headers={"Set-Cookie": "session=brand-a; Domain=.qualtrics.com; Path=/"}
+        )
+
+    async with create_http_client(transport=httpx.MockTransport(answer)) as client:
+        for brand in ("brand-a", "brand-b"):
+            await client.get(f"https://{brand}.qualtrics.com/API/v3/whoami")
+        assert len(client.cookies) == 0
+        with pytest.raises(ValueError, match="no cookies"):
+            client.cookies = {"session": "x"}  # type: ignore[assignment]
+
+    assert seen == [None, None]
