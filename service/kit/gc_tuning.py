@@ -3,7 +3,8 @@
 After start-up the heap holds hundreds of thousands of objects that live as long as the process
 (modules, SQLAlchemy mappers, pydantic validators, compiled trigger sets). Every full
 collection walks them all again; under intake load that cost ~20 % of the api's CPU (bench:
-`bench/intake.py`). `gc.freeze()` moves them to a permanent generation the collector skips,
+`bench/intake.py`), and a worker allocates as briskly per delivery. Both call this at the end
+of their start-up. `gc.freeze()` moves them to a permanent generation the collector skips,
 and a larger first threshold lets short-lived request objects die in fewer collections. Cyclic
 garbage is still collected; only its timing changes.
 """

@@ -43,6 +43,7 @@ from service.delivery.queue import ArqDispatcher, job_deserializer, job_serializ
 from service.delivery.ratelimit import RateLimitConfig, RedisRateLimiter
 from service.delivery.sender import DeliveryContext
 from service.kit.crypto import SecretBox
+from service.kit.gc_tuning import freeze_startup_heap
 from service.qualtrics import RedisTokenCache, create_http_client
 from service.worker.context import WorkerContext
 from service.worker.sweeper import Sweeper
@@ -132,6 +133,7 @@ async def startup(raw: dict[str, Any]) -> None:
         redis=cache_redis,
     )
     health_checks.start()
+    freeze_startup_heap()
     logger.info(
         "worker ready: max_jobs=%d poll_delay=%.3fs job_timeout=%.0fs sweeper every %.1fs",
         settings.worker_max_jobs,
