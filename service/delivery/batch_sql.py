@@ -8,9 +8,11 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    Text,
     Uuid,
     any_,
     bindparam,
+    cast,
     column,
     false,
     func,
@@ -105,7 +107,8 @@ _claimed = (
         Delivery.interaction_id,
         Delivery.attempts,
         Delivery.trigger_name,
-        Interaction.payload,
+        # As text: the sender validates it straight from JSON (no dict built in between).
+        cast(Interaction.payload, Text).label("payload"),
         Interaction.revision,
     )
     .cte("claimed")

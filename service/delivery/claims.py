@@ -212,7 +212,7 @@ async def decide(
     context: DeliveryContext,
     due: Due,
     parts: Parts | None,
-    interaction: tuple[dict[str, Any], int] | None,
+    interaction: tuple[str | dict[str, Any], int] | None,
     settle: Settle,
     session: AsyncSession | None,
 ) -> Sendable | Outcome:
@@ -241,7 +241,9 @@ async def decide(
         return await settle(due, Outcome.FAILED, str(exc))
     try:
         values = plan.values(
-            InteractionPayload.model_validate(payload),
+            InteractionPayload.model_validate_json(payload)
+            if isinstance(payload, str)
+            else InteractionPayload.model_validate(payload),
             trigger_name=due.trigger_name,
             creovai_app_url=context.settings.creovai_app_url,
         )

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from pydantic_core import to_json
 
 from service.qualtrics.answers import (
     Answer,
@@ -277,12 +278,17 @@ class QualtricsClient:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> Answer:
+        sent = {**(headers or {}), "Authorization": f"Bearer {access_token}"}
+        if json_body is not None:
+            sent["Content-Type"] = "application/json"
         request = self._http.build_request(
             method,
             url,
-            json=json_body,
+            # Serialized by pydantic's core (what httpx's `json=` does with the standard
+            # library, several times faster; a response body per delivery).
+            content=None if json_body is None else to_json(json_body),
             params=params,
-            headers={**(headers or {}), "Authorization": f"Bearer {access_token}"},
+            headers=sent,
         )
         return await self._exchange(request, redact=(self._secret, access_token))
 
