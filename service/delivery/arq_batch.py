@@ -8,9 +8,9 @@ arq's default expiry and add it to the queue scored by its enqueue time. The job
 built by arq's own `serialize_job`, so the worker reads them like any other.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
@@ -35,6 +35,11 @@ return created
 """
 
 
+Item = TypeVar("Item")
+# (item, enqueue time in ms) -> the job's bytes, as arq's `serialize_job` would make them.
+Serialize = Callable[[Item, int], bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     job_id: str
@@ -53,22 +58,25 @@ class BatchEnqueuer:
         self._script = redis.register_script(_ENQUEUE_MANY)
 
     async def __call__(self, jobs: Sequence[JobSpec]) -> int:
+        serializer = self._redis.job_serializer
+
+        def serialized(job: JobSpec, enqueued_at: int) -> bytes:
+            return serialize_job(
+                job.function, job.args, job.kwargs, None, enqueued_at, serializer=serializer
+            )
+
+        return await self.serialized([(job.job_id, job, serialized) for job in jobs])
+
+    async def serialized(self, jobs: Sequence[tuple[str, Item, Serialize[Item]]]) -> int:
+        """The same, each job given as (job id, item, a function making its bytes from the item
+        and the enqueue time): for callers that can write arq's bytes faster themselves."""
         if not jobs:
             return 0
         redis = self._redis
         enqueued_at = timestamp_ms()
         argv: list[Any] = [enqueued_at, redis.expires_extra_ms, job_key_prefix, result_key_prefix]
-        for job in jobs:
-            argv.append(job.job_id)
-            argv.append(
-                serialize_job(
-                    job.function,
-                    job.args,
-                    job.kwargs,
-                    None,
-                    enqueued_at,
-                    serializer=redis.job_serializer,
-                )
-            )
+        for job_id, item, serialize in jobs:
+            argv.append(job_id)
+            argv.append(serialize(item, enqueued_at))
         created: int = await self._script(keys=[self._queue_name], args=argv)
         return created
