@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.utils import timestamp_ms
 from redis.asyncio import ConnectionPool
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -226,11 +227,13 @@ class ArqDispatcher:
         """One intake batch's deliveries in one Redis round trip (service.delivery.arq_batch)."""
         if not deliveries:
             return
+        enqueued_at = timestamp_ms()
         jobs = [
-            (job_id(delivery.delivery_id), delivery, delivery_job_bytes) for delivery in deliveries
+            (job_id(delivery.delivery_id), delivery_job_bytes(delivery, enqueued_at))
+            for delivery in deliveries
         ]
         try:
-            await self._enqueue_batch.serialized(jobs)
+            await self._enqueue_batch(jobs, enqueued_at)
         except Exception:
             logger.warning(
                 "could not enqueue %d deliveries; the sweeper will enqueue them",

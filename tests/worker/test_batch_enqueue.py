@@ -3,11 +3,12 @@
 import uuid
 
 from arq.jobs import Job, JobStatus, serialize_job
+from arq.utils import timestamp_ms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.delivery.arq_batch import BatchEnqueuer, JobSpec
+from service.delivery.arq_batch import BatchEnqueuer
 from service.delivery.dispatch import QueuedDelivery, job_id
 from service.delivery.queue import (
     DELIVERY_SEND,
@@ -22,13 +23,24 @@ async def test_jobs_are_arq_jobs_and_unique_by_id(redis_url: str) -> None:
     redis = arq_redis(redis_url)
     try:
         enqueue = BatchEnqueuer(redis)
+        enqueued_at = timestamp_ms()
         jobs = [
-            JobSpec(f"delivery.send:{n}", DELIVERY_SEND, (f"id-{n}",), {"request_id": f"r{n}"})
+            (
+                f"delivery.send:{n}",
+                serialize_job(
+                    DELIVERY_SEND,
+                    (f"id-{n}",),
+                    {"request_id": f"r{n}"},
+                    None,
+                    enqueued_at,
+                    serializer=redis.job_serializer,
+                ),
+            )
             for n in range(3)
         ]
-        assert await enqueue(jobs) == 3
+        assert await enqueue(jobs, enqueued_at) == 3
         # Queued already: nothing new, by our script and by arq's own enqueue alike.
-        assert await enqueue(jobs[:2]) == 0
+        assert await enqueue(jobs[:2], enqueued_at) == 0
         assert await redis.enqueue_job(DELIVERY_SEND, "id-0", _job_id="delivery.send:0") is None
 
         info = await Job("delivery.send:1", redis, _deserializer=redis.job_deserializer).info()
