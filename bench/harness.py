@@ -123,7 +123,8 @@ def free_port() -> int:
 
 
 class Proc:
-    """A child process whose stdout and stderr go to `logfile`."""
+    """A child process whose stdout and stderr go to `logfile` (appended: a process started again
+    under the same name shares the file, but `log()` reads only its own part)."""
 
     def __init__(
         self,
@@ -139,6 +140,7 @@ class Proc:
         self.logfile = logfile
         self.started_at = time.monotonic()
         with logfile.open("ab") as log:
+            self._log_offset = log.tell()
             self.process = subprocess.Popen(  # noqa: S603 (our own commands)
                 self.argv,
                 cwd=cwd,
@@ -187,7 +189,13 @@ class Proc:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+        """What this process wrote (not an earlier process's "worker ready" in the same file)."""
+        try:
+            with self.logfile.open("rb") as log:
+                log.seek(self._log_offset)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def send_signal(self, signum: signal.Signals) -> None:
         if self.alive:
