@@ -157,6 +157,8 @@ async def shutdown(raw: dict[str, Any]) -> None:
         await ctx["delivery"].batches.aclose()  # the last claims and records commit first
     if "gateway" in ctx:
         await ctx["gateway"].aclose()
+    if "limiter" in ctx:
+        await ctx["limiter"].aclose()  # gives back the slots still noted, before Redis closes
     if "cache_redis" in ctx:
         await ctx["cache_redis"].aclose()
     if "engine" in ctx:

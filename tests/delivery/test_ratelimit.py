@@ -355,13 +355,17 @@ Workers = Callable[..., RedisRateLimiter]
 async def workers(prefix: str) -> AsyncIterator[Workers]:
     """Limiters on connections of their own, as separate worker processes have."""
     clients: list[Redis] = []
+    limiters: list[RedisRateLimiter] = []
 
     def make(**config: Any) -> RedisRateLimiter:
         client = Redis.from_url(REDIS_URL)
         clients.append(client)
-        return RedisRateLimiter(client, RateLimitConfig(**config), prefix=prefix)
+        limiters.append(RedisRateLimiter(client, RateLimitConfig(**config), prefix=prefix))
+        return limiters[-1]
 
     yield make
+    for limiter in limiters:
+        await limiter.aclose()
     for client in clients:
         await client.aclose()
 
@@ -506,6 +510,7 @@ asyncio.run(main())
 
         with pytest.raises(LookupError):
             await fail_while_holding()
+        await asyncio.sleep(ratelimit.RELEASE_FLUSH_DELAY + 0.05)
         assert await redis.zcard(holders) == 0
 
         entered = asyncio.Event()
@@ -524,10 +529,50 @@ asyncio.run(main())
         for task in (waiter, holder):
             with pytest.raises(asyncio.CancelledError):
                 await task
+        await asyncio.sleep(ratelimit.RELEASE_FLUSH_DELAY + 0.05)
         assert await redis.zcard(holders) == 0
         started = time.monotonic()
         async with workers(rate_per_second=1000, max_concurrency=1).slot(KEY):
             assert time.monotonic() - started < 0.1
+
+    async def test_a_slot_given_back_goes_with_the_next_acquisition(
+        self, workers: Workers, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        limiter = workers(rate_per_second=1000, max_concurrency=1, max_wait=0.5)
+        other = workers(rate_per_second=1000, max_concurrency=1, max_wait=0.5)
+        holders = f"{prefix}{{{KEY}}}:holders"
+        removals: list[tuple[str, ...]] = []
+        zrem = limiter._redis.zrem
+
+        async def recording_zrem(name: str, *ids: str) -> Any:
+            removals.append(ids)
+            return await zrem(name, *ids)
+
+        monkeypatch.setattr(limiter._redis, "zrem", recording_zrem)
+        for _ in range(10):  # a cap of 1: each grant needs the previous slot removed first
+            async with limiter.slot(KEY):
+                assert await redis.zcard(holders) == 1
+        assert removals == []  # no round trip of their own: the next script took them along
+        # The last one goes by itself, at once for this process and within the flush delay
+        # for every other one.
+        async with limiter.slot(KEY):
+            pass
+        started = time.monotonic()
+        async with other.slot(KEY):
+            assert time.monotonic() - started < 0.1
+        assert [len(ids) for ids in removals] == [1]
+
+    async def test_aclose_gives_back_the_noted_slots_at_once(
+        self, workers: Workers, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(ratelimit, "RELEASE_FLUSH_DELAY", 60.0)
+        limiter = workers(rate_per_second=1000, max_concurrency=4)
+        holders = f"{prefix}{{{KEY}}}:holders"
+        async with limiter.slot(KEY), limiter.slot(KEY):
+            assert await redis.zcard(holders) == 2
+        assert await redis.zcard(holders) == 2  # noted, not yet removed
+        await limiter.aclose()
+        assert await redis.zcard(holders) == 0
 
     async def test_unreachable_redis_falls_back_and_still_limits(
         self, capture_warnings: pytest.LogCaptureFixture
