@@ -72,6 +72,14 @@ process's own head waiter at once; slots released elsewhere are seen on the next
 10-100 ms). Both scripts run by EVALSHA, loaded on NOSCRIPT (`register_script`). Every key
 carries a TTL, so an idle brand leaves nothing behind.
 
+The head asks for itself and for the waiters queued behind it (at most `MAX_GRANTS_PER_CALL`)
+in one script call, which grants as many of them as the rate, the cap and the cool-down allow
+at that instant; the waiters granted are woken together and take their grants without asking
+Redis. When the last waiter leaves (served, timed out or cancelled), grants nobody took
+are given back, and a penalty gives them back at once. Under load this makes one round trip
+serve many requests instead of each waiter queueing behind the previous one's round trip; at a
+low rate there is rarely more than one grant to give.
+
 Giving a slot back costs no round trip of its own: the holder id is noted, the process's head
 waiter is woken at once, and the next acquisition script for that key removes the noted holders
 before it counts the slots (a busy worker asks every millisecond or two). Holders nobody takes
@@ -96,6 +104,7 @@ reply was lost) expires after `slot_ttl`.
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import random
@@ -117,6 +126,8 @@ REDIS_KEY_PREFIX = "connector:ratelimit:"
 REDIS_CALL_TIMEOUT = 2.0
 # How long to limit per process after a Redis failure before asking Redis again.
 REDIS_RETRY_INTERVAL = 5.0
+# One acquisition call asks for at most this many holders (the head and those behind it).
+MAX_GRANTS_PER_CALL = 16
 # Slots given back and not yet taken along by an acquisition are removed after at most this.
 RELEASE_FLUSH_DELAY = 0.005
 # Added to every Redis-directed sleep, so the processes' head waiters do not ask in lockstep.
@@ -246,6 +257,24 @@ class _Waiting:
         finally:
             timer.cancel()
         return event.done()
+
+    def waiting(self, key: str) -> int:
+        """How many of this process's waiters queue for `key` (the head included)."""
+        queue = self._queues.get(key)
+        return 0 if queue is None else len(queue)
+
+    def not_yet_woken(self, key: str) -> int:
+        """How many of `key`'s waiters still wait for their turn."""
+        return sum(1 for turn in self._queues.get(key, ()) if not turn.done())
+
+    def wake(self, key: str, count: int) -> None:
+        """Give the next `count` waiters of `key` their turn now, together with the head's."""
+        for turn in self._queues.get(key, ()):
+            if count <= 0:
+                return
+            if not turn.done():
+                turn.set_result(None)
+                count -= 1
 
     @contextlib.asynccontextmanager
     async def turn(self, key: str, deadline: float) -> AsyncIterator[None]:
@@ -378,17 +407,21 @@ class LocalRateLimiter:
 
 
 # KEYS: tat, holders, blocked. ARGV: interval_us, tolerance_us, max_concurrency, slot_ttl_us,
-# poll_us, holder id, then the holder ids given back since the last call (removed first).
-# Returns {1, 0, 0} (granted) or {0, wait_us, why} (retry after wait_us).
+# poll_us, n, n holder ids (in order), then the holder ids given back since the last call
+# (removed first). Grants the first k <= n holders, each as the single-grant rule would one
+# after the other at the same instant. Returns {k, 0, 0} with k >= 1, or {0, wait_us, why}
+# (nothing granted; retry after wait_us).
 _ACQUIRE = """
 if redis.replicate_commands then redis.replicate_commands() end
-if #ARGV > 6 then redis.call('ZREM', KEYS[2], unpack(ARGV, 7)) end
+local n = tonumber(ARGV[6])
+if #ARGV > 6 + n then redis.call('ZREM', KEYS[2], unpack(ARGV, 7 + n)) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
 if blocked > now then return {0, blocked - now, 1} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2])
+if free <= 0 then
   local wait = tonumber(ARGV[5])
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   local expires = tonumber(first[2]) - now
@@ -397,15 +430,21 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local allow_at = tat - tonumber(ARGV[2])
-if allow_at > now then return {0, allow_at - now, 3} end
-tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+local tolerance = tonumber(ARGV[2])
+if tat - tolerance > now then return {0, tat - tolerance - now, 3} end
+local interval = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[4])
-redis.call('ZADD', KEYS[2], string.format('%.0f', now + ttl), ARGV[6])
+local expiry = string.format('%.0f', now + ttl)
+local granted = 0
+while granted < n and granted < free and tat - tolerance <= now do
+  tat = tat + interval
+  granted = granted + 1
+  redis.call('ZADD', KEYS[2], expiry, ARGV[6 + granted])
+end
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 local holders_px = math.ceil(ttl / 1000) + 1000
 if redis.call('PTTL', KEYS[2]) < holders_px then redis.call('PEXPIRE', KEYS[2], holders_px) end
-return {1, 0, 0}
+return {granted, 0, 0}
 """
 
 # KEYS: blocked, tat. ARGV: seconds_us, tolerance_us. Block until max(existing, now + seconds)
@@ -432,11 +471,14 @@ return untl - now
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
-def _parse_reply(reply: Any) -> tuple[bool, int, int]:
+def _parse_reply(reply: Any, asked: int) -> tuple[int, int, int]:
+    """(holders granted, wait_us, why) from an acquisition script's reply."""
     if not isinstance(reply, list) or len(reply) != 3:
         raise RedisError(f"unexpected rate limiter script reply: {reply!r}")
     granted, wait, why = (int(part) for part in reply)
-    return granted == 1, wait, why
+    if not 0 <= granted <= asked:
+        raise RedisError(f"unexpected rate limiter script reply: {reply!r}")
+    return granted, wait, why
 
 
 class RedisRateLimiter:
@@ -463,6 +505,11 @@ class RedisRateLimiter:
             min(max(interval, 10_000), 100_000),  # how often to look for a freed slot
         )
         self._background: set[asyncio.Task[None]] = set()
+        # Holder ids: unique across processes (random prefix), cheap to make (counter).
+        self._holder_prefix = uuid.uuid4().hex[:16]
+        self._holder_numbers = itertools.count()
+        # Per key: holders granted to this process and not yet taken by a waiter.
+        self._granted: dict[str, deque[str]] = {}
         # Per key: holders given back here and not yet removed in Redis, and the timer that
         # removes them if no acquisition takes them along first.
         self._given_back: dict[str, list[str]] = {}
@@ -474,6 +521,7 @@ class RedisRateLimiter:
     async def penalize(self, key: str, seconds: float) -> None:
         if not _check_penalty(seconds):
             return
+        self._give_back_granted(key)  # nobody sends on a grant from before the cool-down
         await self._fallback.penalize(key, seconds)  # honoured even if Redis fails later
         if self._redis_down():
             return
@@ -511,37 +559,60 @@ class RedisRateLimiter:
     async def _acquire(self, key: str) -> Release:
         deadline = time.monotonic() + self._config.max_wait
         if not self._redis_down():
-            async with self._waiting.turn(key, deadline):
-                release = await self._acquire_shared(key, deadline)
-            if release is not None:
-                return release
+            try:
+                async with self._waiting.turn(key, deadline):
+                    holder = self._take_granted(key) or await self._acquire_shared(key, deadline)
+            finally:
+                if not self._waiting.waiting(key):
+                    self._give_back_granted(key)  # the last waiter left: nobody will take them
+            if holder is not None:
+                return functools.partial(self._release, key, holder)
         return await self._fallback._acquire(key, max(0.0, deadline - time.monotonic()))
 
-    async def _acquire_shared(self, key: str, deadline: float) -> Release | None:
-        """A slot from Redis; None when Redis failed (the caller falls back)."""
+    def _take_granted(self, key: str) -> str | None:
+        granted = self._granted.get(key)
+        if not granted:
+            return None
+        holder = granted.popleft()
+        if not granted:
+            del self._granted[key]
+        return holder
+
+    def _give_back_granted(self, key: str) -> None:
+        for holder in self._granted.pop(key, ()):
+            self._release(key, holder)
+
+    async def _acquire_shared(self, key: str, deadline: float) -> str | None:
+        """A holder id granted by Redis (and grants for the waiters behind, kept for them);
+        None when Redis failed (the caller falls back)."""
         keys = self._keys(key)
         while not self._redis_down():
-            holder = uuid.uuid4().hex
+            asked = min(MAX_GRANTS_PER_CALL, 1 + self._waiting.not_yet_woken(key))
+            holders = [f"{self._holder_prefix}{next(self._holder_numbers)}" for _ in range(asked)]
             released = self._released.future(key)  # before asking, so no release is missed
             given_back = self._take_given_back(key)
             try:
                 async with asyncio.timeout(REDIS_CALL_TIMEOUT):
                     reply = await self._acquire_script(
-                        keys=keys, args=[*self._args, holder, *given_back]
+                        keys=keys, args=[*self._args, asked, *holders, *given_back]
                     )
-                granted, wait, why = _parse_reply(reply)
+                granted, wait, why = _parse_reply(reply, asked)
             except _REDIS_ERRORS as exc:
-                # In case the grant happened and the reply was lost; and the holders given
+                # In case the grants happened and the reply was lost; and the holders given
                 # back may not have been removed.
-                self._discard(keys[1], [holder, *given_back])
+                self._discard(keys[1], [*holders, *given_back])
                 self._mark_down(exc)
                 return None
             except asyncio.CancelledError:
-                self._discard(keys[1], [holder, *given_back])
+                self._discard(keys[1], [*holders, *given_back])
                 raise
             self._mark_up()
             if granted:
-                return functools.partial(self._release, key, holder)
+                if granted > 1:
+                    self._granted.setdefault(key, deque()).extend(holders[1:granted])
+                    # All in this loop iteration, not one after the other as heads.
+                    self._waiting.wake(key, granted - 1)
+                return holders[0]
             seconds = wait / 1e6
             now = time.monotonic()
             if why == _FULL:
@@ -606,6 +677,8 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         """Give back every noted slot now and wait for what runs in the background (before the
         Redis client closes)."""
+        for key in list(self._granted):
+            self._give_back_granted(key)
         for key in list(self._flush_timers):
             self._flush_timers[key].cancel()
             self._flush(key)

@@ -562,6 +562,84 @@ asyncio.run(main())
             assert time.monotonic() - started < 0.1
         assert [len(ids) for ids in removals] == [1]
 
+    async def test_one_call_grants_the_waiters_queued_behind_the_head(
+        self, workers: Workers, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        limiter = workers(rate_per_second=100_000, burst=20, max_concurrency=8)
+        holders = f"{prefix}{{{KEY}}}:holders"
+        asked: list[int] = []
+        script = limiter._acquire_script
+
+        async def counting_script(*, keys: list[str], args: list[Any]) -> Any:
+            asked.append(int(args[5]))
+            return await script(keys=keys, args=args)
+
+        monkeypatch.setattr(limiter, "_acquire_script", counting_script)
+        inside = 0
+        most_inside = 0
+        all_in = asyncio.Event()
+        leave = asyncio.Event()
+
+        async def hold() -> None:
+            nonlocal inside, most_inside
+            async with limiter.slot(KEY):
+                inside += 1
+                most_inside = max(most_inside, inside)
+                if inside == 8:
+                    all_in.set()
+                await leave.wait()
+                inside -= 1
+
+        tasks = [asyncio.create_task(hold()) for _ in range(12)]
+        await asyncio.wait_for(all_in.wait(), 2)
+        assert await redis.zcard(holders) == 8  # the cap, with 4 still waiting
+        assert sum(asked) >= 8
+        assert len(asked) <= 3  # the first alone, then the rest together
+        leave.set()
+        await asyncio.gather(*tasks)
+        assert most_inside == 8
+        await asyncio.sleep(ratelimit.RELEASE_FLUSH_DELAY + 0.05)
+        assert await redis.zcard(holders) == 0
+
+    async def test_grants_nobody_takes_are_given_back(
+        self, workers: Workers, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        limiter = workers(rate_per_second=100_000, burst=20, max_concurrency=8)
+        holders = f"{prefix}{{{KEY}}}:holders"
+        await limiter.penalize(KEY, 0.1)  # the head waits it out while the others queue
+        script = limiter._acquire_script
+        behind: list[asyncio.Task[None]] = []
+        asked: list[int] = []
+
+        async def cancelling_script(*, keys: list[str], args: list[Any]) -> Any:
+            asked.append(int(args[5]))
+            if asked[-1] == 3:  # asked for all three: the two behind give up meanwhile
+                for task in behind:
+                    task.cancel()
+            return await script(keys=keys, args=args)
+
+        monkeypatch.setattr(limiter, "_acquire_script", cancelling_script)
+        entered = asyncio.Event()
+
+        async def hold() -> None:
+            async with limiter.slot(KEY):
+                entered.set()
+                await asyncio.Event().wait()
+
+        head = asyncio.create_task(hold())
+        await asyncio.sleep(0.01)
+        behind.extend(asyncio.create_task(hold()) for _ in range(2))
+        await asyncio.wait_for(entered.wait(), 2)
+        assert asked[-1] == 3
+        for task in behind:
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 2)
+        await asyncio.sleep(ratelimit.RELEASE_FLUSH_DELAY + 0.05)
+        assert await redis.zcard(holders) == 1  # the head's; the two spare grants went back
+        head.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await head
+
     async def test_aclose_gives_back_the_noted_slots_at_once(
         self, workers: Workers, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
