@@ -3,7 +3,7 @@
 One small class per external API (style lesson 12): it owns the base URL, token injection,
 timeouts, the body cap and error classification, and returns typed results. It holds no
 connection pool of its own: it borrows the `httpx.AsyncClient` it is given, so a process
-creates one pool (or several, to shard past ~30 in flight, see `transport.py`) and any number
+creates one pool (see `transport.py`) and any number
 of cheap `QualtricsClient`s for different credentials over it.
 
 Per request:

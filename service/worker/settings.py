@@ -21,7 +21,7 @@ Tuned for I/O-bound deliveries (reliability-facts §3.3, §3.4):
 
 `startup` builds, once per worker: the engine and sessionmaker (refusing an old schema), one
 Redis client for the token cache and the rate limiter, one `QualtricsGateway` (a connection
-per job, spread over small pools: `service.qualtrics.transport`), the `RedisRateLimiter`, the
+per job, in aiohttp's pool: `service.qualtrics.transport`), the `RedisRateLimiter`, the
 `DeliveryContext` with its `DeliveryBatches` on PostgreSQL (concurrent jobs claim and record
 in shared statements: `service.delivery.sender`), and the sweeper loop; `shutdown` stops and
 disposes them (the batches' last statements commit first), and may be called twice.
@@ -101,11 +101,8 @@ async def startup(raw: dict[str, Any]) -> None:
     ctx["gateway"] = gateway = QualtricsGateway(
         base_url_template=settings.qualtrics_base_url,
         box=box,
-        # A connection for every job (one request each), in small pools (`transport.py`).
-        http=create_http_client(
-            max_connections=settings.worker_max_jobs,
-            max_keepalive_connections=settings.worker_max_jobs,
-        ),
+        # A connection for every job (one request each).
+        http=create_http_client(max_connections=settings.worker_max_jobs),
         # Cached tokens are bearer credentials: encrypted at rest in Redis.
         token_cache=RedisTokenCache(cache_redis, cipher=box),
     )

@@ -110,7 +110,9 @@ def tokens(clock: FakeClock) -> TokenManager:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with create_http_client() as client:
+    # httpx's own transport: respx intercepts it (the production one runs on aiohttp, tested
+    # against a real server in test_transport.py).
+    async with create_http_client(transport=httpx.AsyncHTTPTransport()) as client:
         yield client
 
 

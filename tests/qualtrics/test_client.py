@@ -135,8 +135,8 @@ class TestTokens:
         routes: respx.MockRouter,
     ) -> None:
         routes.get("/API/v3/whoami").mock(return_value=ok(WHOAMI))
-        async with create_http_client() as other_pool:
-            # Two clients on two pools (sharding) share one TokenManager: one fetch.
+        async with create_http_client(transport=httpx.AsyncHTTPTransport()) as other_pool:
+            # Two clients on two pools share one TokenManager: one fetch.
             first = QualtricsClient(http, credentials, tokens=tokens)
             second = QualtricsClient(other_pool, credentials, tokens=tokens)
             for client in (first, second, first):
