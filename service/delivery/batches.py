@@ -17,6 +17,7 @@ from service.delivery.claims import Claim, Due, decide
 from service.delivery.classify import Result
 from service.delivery.context import DeliveryContext, Outcome
 from service.kit.coalescer import Coalescer
+from service.kit.ids import time_ordered_uuids
 from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 
@@ -180,7 +181,7 @@ class DeliveryBatches:
             RECORD_DELIVERED,
             {
                 "now": context.clock(),
-                "attempt_ids": [uuid.uuid4() for _ in done],
+                "attempt_ids": time_ordered_uuids(len(done)),
                 "delivered_ids": [item.claim.delivery_id for item in done],
                 "started_ats": [item.started_at for item in done],
                 "durations": [item.duration_ms for item in done],

@@ -15,6 +15,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.interactions.schemas import Interaction as InteractionPayload
+from service.kit.ids import time_ordered_uuid
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -179,7 +180,7 @@ def plan(
     """New deliveries for the interaction, as ORM rows to add to the session."""
     return [
         Delivery(
-            id=uuid.uuid4(),
+            id=time_ordered_uuid(),
             organization_id=interaction.organization_id,
             integration_id=integration.id,
             interaction_id=interaction.id,

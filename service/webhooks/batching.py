@@ -42,7 +42,7 @@ from service.delivery.planner import (
     matches,
 )
 from service.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
-from service.kit.ids import random_uuids
+from service.kit.ids import time_ordered_uuids
 from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 from service.models.base import utc_now
@@ -297,7 +297,7 @@ def _plan(
         list(matches(batch[index].event.data, found[organization_id]))
         for (organization_id, _), index in ordered
     ]
-    ids = iter(random_uuids(len(ordered) + sum(len(each) for each in matched)))
+    ids = iter(time_ordered_uuids(len(ordered) + sum(len(each) for each in matched)))
     for ((organization_id, _), index), targets in zip(ordered, matched, strict=True):
         waiting = batch[index]
         interaction_id = next(ids)

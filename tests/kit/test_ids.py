@@ -1,47 +1,66 @@
-"""`random_uuids`: version-4 UUIDs in bulk, as `uuid.uuid4()` would make them."""
+"""`time_ordered_uuids`: version-7 UUIDs in bulk (RFC 9562 §5.7)."""
 
+import time
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.kit.ids import random_uuids
+from service.kit.ids import time_ordered_uuids
 
 
 @pytest.mark.parametrize("count", [1, 2, 17])
-def test_count_distinct_version_4_uuids(count: int) -> None:
-    made = random_uuids(count)
+def test_count_distinct_version_7_uuids(count: int) -> None:
+    made = time_ordered_uuids(count)
 
     assert len(made) == count
     assert len(set(made)) == count
     assert all(isinstance(one, uuid.UUID) for one in made)
-    assert all(one.version == 4 for one in made)
+    assert all(one.version == 7 for one in made)
     assert all(one.variant == uuid.RFC_4122 for one in made)
 
 
 def test_none_for_zero() -> None:
-    assert random_uuids(0) == []
+    assert time_ordered_uuids(0) == []
 
 
-def test_large_counts_are_distinct_and_well_formed() -> None:
-    made = random_uuids(100_000)
+def test_the_first_48_bits_are_the_unix_time_in_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    made = time_ordered_uuids(5)
+    after = time.time_ns() // 1_000_000
+
+    assert {one.int >> 80 for one in made} <= set(range(before, after + 1))
+    assert len({one.int >> 80 for one in made}) == 1  # one stamp per call
+
+
+@given(st.integers(min_value=0, max_value=2**48 - 1), st.integers(min_value=1, max_value=50))
+def test_the_stamp_and_the_fixed_bits(now_ms: int, count: int) -> None:
+    for one in time_ordered_uuids(count, now_ms=now_ms):
+        assert one.int >> 80 == now_ms
+        assert (one.version, one.variant) == (7, uuid.RFC_4122)
+
+
+def test_later_calls_sort_after_earlier_ones() -> None:
+    """What the indexes gain: a later millisecond's ids come after every earlier one's."""
+    earlier = time_ordered_uuids(1000, now_ms=1_800_000_000_000)
+    later = time_ordered_uuids(1000, now_ms=1_800_000_000_001)
+
+    assert max(earlier) < min(later)
+    assert max(one.bytes for one in earlier) < min(one.bytes for one in later)  # as stored
+
+
+def test_large_counts_are_distinct_with_74_random_bits() -> None:
+    made = time_ordered_uuids(100_000, now_ms=1_800_000_000_000)
 
     assert len(set(made)) == len(made) == 100_000
-    assert {(one.version, one.variant) for one in made} == {(4, uuid.RFC_4122)}
-    # Each half of each id is its own random bits (the 16-byte slices do not overlap).
-    assert len({one.int >> 64 for one in made}) == len(made)
-    assert len({one.int & (2**64 - 1) for one in made}) == len(made)
-
-
-def test_calls_differ() -> None:
-    assert set(random_uuids(100)).isdisjoint(random_uuids(100))
-
-
-def test_the_same_form_as_uuid4() -> None:
-    """The fixed bits (version nibble, variant bits) as `uuid.uuid4()` sets them."""
-    [made] = random_uuids(1)
-    reference = uuid.uuid4()
-
-    assert str(made)[14] == str(reference)[14] == "4"
-    assert str(made)[19] in "89ab"
-    assert made.int >> 76 & 0xF == reference.int >> 76 & 0xF == 4
-    assert made.int >> 62 & 0b11 == reference.int >> 62 & 0b11 == 0b10
+    random_bits = [one.int & ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62)) for one in made]
+    assert len(set(random_bits)) == len(made)
+    # Every one of the 74 free bits varies across the ids (none is stuck at 0 or 1).
+    free = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
+    ones = 0
+    zeros = 0
+    for bits in random_bits:
+        ones |= bits
+        zeros |= ~bits & free
+    assert ones == zeros == free

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from service.models import Delivery
+from service.models import Delivery, DeliveryStatus
 from tests.conftest import Account, make_settings
 from tests.setup.helpers import (
     SELECTION,
@@ -103,7 +103,16 @@ async def test_signed_interactions_land_once_with_every_format_right(
     assert repeat.json()["status"] == "duplicate"
 
     async def all_landed() -> bool:
-        return sum((await responses_by_key(fake_control, survey_id)).values()) >= len(matching)
+        """Stored in Qualtrics and recorded as delivered (the record follows the answer)."""
+        if sum((await responses_by_key(fake_control, survey_id)).values()) < len(matching):
+            return False
+        async with sessionmaker() as session:
+            delivered = await session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.status == DeliveryStatus.DELIVERED)
+            )
+        return delivered == len(matching)
 
     await eventually(all_landed, within=30, explain=lambda: workers.started[0].log())
 
