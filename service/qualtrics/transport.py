@@ -79,17 +79,19 @@ def _precise_errors(request: httpx.Request) -> Iterator[None]:
         cause = exc.__cause__
         if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
             # Refused, reset or dropped: no timeout (the adapter's ConnectTimeout).
-            error = (
-                httpx.ConnectError
-                if isinstance(cause, aiohttp.ClientConnectorError)
-                else httpx.RemoteProtocolError
-                if isinstance(cause, aiohttp.ServerDisconnectedError)
-                else httpx.ReadError
-            )
+            error = _connection_error(cause)
             raise error(str(cause) or type(cause).__name__, request=request) from cause
         raise
     except aiohttp.ClientError as exc:  # not mapped by the adapter: a malformed answer
         raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+
+
+def _connection_error(cause: aiohttp.ClientConnectionError) -> type[httpx.TransportError]:
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx.ConnectError
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError
+    return httpx.ReadError
 
 
 class _PreciseStream(httpx.AsyncByteStream):

@@ -110,7 +110,7 @@ class DeliveryWorker(Worker):
     ) -> None:
         """arq's end-of-job bookkeeping, for every job that ends meanwhile in one transaction
         (see the module docstring); a batch that fails is done job by job, as arq does it."""
-        step = _Finish(
+        arguments = (
             job_id,
             finish,
             result_data,
@@ -121,16 +121,8 @@ class DeliveryWorker(Worker):
         )
         if self._finishes is None:
             self._finishes = Coalescer(self._finish_all, FINISH_BATCH, name="arq-finish")
-        if await self._finishes.submit(step) is None:
-            await super().finish_job(
-                job_id,
-                finish,
-                result_data,
-                result_timeout_s,
-                keep_result_forever,
-                incr_score,
-                keep_in_progress,
-            )
+        if await self._finishes.submit(_Finish(*arguments)) is None:
+            await super().finish_job(*arguments)
 
     async def _finish_all(self, steps: list["_Finish"]) -> list[bool]:
         """What arq 0.28's `finish_job` does for each, in one MULTI/EXEC."""
