@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     docs_enabled: bool | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
+    # FastAPI's native OpenTelemetry (request spans, metrics and logs through the providers
+    # the deployment configures). Off by default: the service's own telemetry is /metrics and
+    # its JSON logs, and with it on FastAPI looks for providers on every request (~2 % of
+    # intake's CPU) even when none is configured.
+    opentelemetry: bool = False
 
     # Delivery: the arq worker, the sweeper and the embedded dispatcher (README "Worker and
     # queue"). Deliveries are I/O-bound: many jobs per worker, a short poll (reliability-facts

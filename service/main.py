@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from redis.asyncio import Redis
 
 from service.audit.endpoints import router as audit_router
@@ -66,6 +67,15 @@ OPENAPI_TAGS = [
     {"name": "audit", "description": "Who changed what."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
+
+
+# FastAPI's native OpenTelemetry, all of it off (`CONNECTOR_OPENTELEMETRY` turns it on).
+TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -168,6 +178,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if settings.serve_docs else None,
         swagger_ui_parameters={"persistAuthorization": True},
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.secret_box = SecretBox(settings.fernet_keys)

@@ -2,12 +2,15 @@ import json
 import logging
 
 import httpx
+import opentelemetry.trace
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.main import create_app
 from service.observability.context import request_id_var
 from service.observability.logging import JsonFormatter
 from service.observability.metrics import REGISTRY
-from tests.conftest import Account
+from tests.conftest import Account, make_settings
 from tests.webhooks.helpers import event, organization_secret, post_event
 
 
@@ -54,3 +57,28 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert line["request_id"] == "req-42"
     assert line["delivery_id"] == "d-1"
     assert line["level"] == "INFO"
+
+
+async def test_fastapi_opentelemetry_is_off_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Off by default, FastAPI does not look for OpenTelemetry providers per request; on, it
+    does (and would trace through whatever provider the deployment configured)."""
+    looked_up: list[str] = []
+    real = opentelemetry.trace.get_tracer_provider
+
+    def counting() -> opentelemetry.trace.TracerProvider:
+        looked_up.append("tracer provider")
+        return real()
+
+    monkeypatch.setattr(opentelemetry.trace, "get_tracer_provider", counting)
+    for enabled, expected in ((False, 0), (True, 2)):
+        looked_up.clear()
+        app = create_app(make_settings(database_url, opentelemetry=enabled), check_schema=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(2):
+                assert (await client.get("/healthz")).status_code == 200
+        assert len(looked_up) >= expected, (enabled, looked_up)
+        if not enabled:
+            assert looked_up == []
