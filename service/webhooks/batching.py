@@ -25,8 +25,6 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
@@ -36,7 +34,6 @@ from service.db import PING_TIMEOUT
 from service.delivery.dispatch import Dispatcher, QueuedDelivery
 from service.delivery.planner import (
     Candidate,
-    IntegrationState,
     candidates,
     initial_status,
     matches,
@@ -47,7 +44,6 @@ from service.kit.pinned import PinnedConnection
 from service.models import DeliveryStatus
 from service.models.base import utc_now
 from service.observability.metrics import INTAKE_BATCH_SIZE
-from service.triggers.compiled import CompiledTrigger
 from service.webhooks.bulk import BatchRows, store_in_session, store_postgres
 from service.webhooks.planning_state import PlanningStates
 from service.webhooks.results import IntakeResult, interaction_values
@@ -250,8 +246,8 @@ class IntakeBatcher:
         return [
             IntakeResult(
                 "accepted",
-                [delivery["status"] for delivery in deliveries],
-                [d["id"] for d in deliveries if d["status"] is DeliveryStatus.PENDING],
+                [status for _, status in deliveries],
+                [id_ for id_, status in deliveries if status is DeliveryStatus.PENDING],
                 enqueued_by_batch=True,
             )
             if interaction_id in stored.interactions
@@ -261,8 +257,8 @@ class IntakeBatcher:
 
 
 # Per webhook of a batch: the id its interaction row would have (None for an in-batch copy)
-# and the deliveries planned for it.
-Planned = list[tuple[uuid.UUID | None, list[dict[str, Any]]]]
+# and the ids and initial statuses of the deliveries planned for it.
+Planned = list[tuple[uuid.UUID | None, list[tuple[uuid.UUID, DeliveryStatus]]]]
 
 
 def _plan(
@@ -271,80 +267,59 @@ def _plan(
     """The rows of the whole batch, as if every webhook in it were new (the database then
     keeps only what is): the first copy of each webhook-id, and of each interaction, wins."""
     now = utc_now()
-    rows = BatchRows()
+    # Pending deliveries are stamped now: the batch is enqueued right after its commit, and
+    # the dispatcher clears the stamp of any it could not enqueue (so no UPDATE after it).
+    rows = BatchRows(now=now, enqueued_at=now if enqueue else None)
     planned: Planned = [(None, []) for _ in batch]
     first_copy: dict[tuple[uuid.UUID, str], int] = {}
     for index, waiting in enumerate(batch):
         first_copy.setdefault((waiting.organization_id, waiting.webhook_id), index)
     # Key order: see service.webhooks.bulk (one lock order for concurrent batches).
-    for (organization_id, webhook_id), index in sorted(
-        first_copy.items(), key=lambda item: (str(item[0][0]), item[0][1])
-    ):
-        rows.receipts.append(
-            {
-                "organization_id": organization_id,
-                "webhook_id": webhook_id,
-                "event_type": batch[index].event.type,
-                "received_at": now,
-            }
+    for (organization_id, webhook_id), index in sorted(first_copy.items(), key=_key_order):
+        rows.receipts.add(
+            organization_id=organization_id,
+            webhook_id=webhook_id,
+            event_type=batch[index].event.type,
         )
-    interactions: dict[tuple[uuid.UUID, str], int] = {}
+    first_interaction: dict[tuple[uuid.UUID, str], int] = {}
     for index in first_copy.values():
         waiting = batch[index]
-        interactions.setdefault((waiting.organization_id, waiting.event.data.id), index)
-    ordered = sorted(interactions.items(), key=lambda item: (str(item[0][0]), item[0][1]))
+        first_interaction.setdefault((waiting.organization_id, waiting.event.data.id), index)
+    ordered = sorted(first_interaction.items(), key=_key_order)
     matched = [
         list(matches(batch[index].event.data, found[organization_id]))
         for (organization_id, _), index in ordered
     ]
     ids = iter(time_ordered_uuids(len(ordered) + sum(len(each) for each in matched)))
     for ((organization_id, _), index), targets in zip(ordered, matched, strict=True):
-        waiting = batch[index]
         interaction_id = next(ids)
-        rows.interactions.append(
-            {
-                "id": interaction_id,
-                "organization_id": organization_id,
-                "webhook_id": waiting.webhook_id,
-                "revision": 1,
-                "created_at": now,
-                **interaction_values(waiting.event),
-            }
+        rows.interactions.add(
+            id=interaction_id,
+            organization_id=organization_id,
+            webhook_id=batch[index].webhook_id,
+            **interaction_values(batch[index].event),
         )
-        deliveries = [
-            _delivery_row(next(ids), now, organization_id, interaction_id, target, enqueue)
-            for target in targets
-        ]
-        rows.deliveries += deliveries
+        deliveries = []
+        for integration, trigger in targets:
+            delivery = (next(ids), initial_status(integration))
+            rows.deliveries.add(
+                id=delivery[0],
+                organization_id=organization_id,
+                integration_id=integration.id,
+                interaction_id=interaction_id,
+                trigger_id=trigger.id,
+                trigger_name=trigger.name,
+                status=delivery[1],
+            )
+            deliveries.append(delivery)
         planned[index] = (interaction_id, deliveries)
     return rows, planned
 
 
-def _delivery_row(
-    delivery_id: uuid.UUID,
-    now: datetime,
-    organization_id: uuid.UUID,
-    interaction_id: uuid.UUID,
-    target: tuple[IntegrationState, CompiledTrigger],
-    enqueue: bool,
-) -> dict[str, Any]:
-    integration, trigger = target
-    status = initial_status(integration)
-    pending = status is DeliveryStatus.PENDING
-    return {
-        "id": delivery_id,
-        "organization_id": organization_id,
-        "integration_id": integration.id,
-        "interaction_id": interaction_id,
-        "trigger_id": trigger.id,
-        "trigger_name": trigger.name,
-        "status": status,
-        "interaction_revision": 1,
-        "created_at": now,
-        # Stamped now: the batch is enqueued right after its commit, and the dispatcher
-        # clears the stamp of any it could not enqueue (so no UPDATE after the enqueue).
-        "last_enqueued_at": now if enqueue and pending else None,
-    }
+def _key_order(item: tuple[tuple[uuid.UUID, str], int]) -> tuple[int, str]:
+    """Batches order their rows by (organization, key): any one total order serves."""
+    (organization_id, key), _ = item
+    return organization_id.int, key
 
 
 def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:

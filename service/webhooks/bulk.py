@@ -21,16 +21,16 @@ values of the ORM models (tests/webhooks run on both databases).
 """
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.kit.json_text import JSONText
 from service.kit.pinned import PinnedConnection
-from service.models import Delivery, Interaction, WebhookReceipt
+from service.models import Delivery, DeliveryStatus, Interaction, WebhookReceipt
 from service.webhooks.planning_state import FINGERPRINT_OF
 
 RECEIPTS: Table = WebhookReceipt.__table__  # type: ignore[assignment]
@@ -41,20 +41,94 @@ ReceiptKey = tuple[uuid.UUID, str]
 
 
 @dataclass(slots=True)
-class BatchRows:
-    """The rows of a batch, each list in key order.
+class ReceiptColumns:
+    organization_id: list[uuid.UUID] = field(default_factory=list)
+    webhook_id: list[str] = field(default_factory=list)
+    event_type: list[str] = field(default_factory=list)
 
-    receipts: organization_id, webhook_id, event_type, received_at.
-    interactions: id, organization_id, webhook_id (of the webhook carrying it, not a column),
-        external_id, payload (JSONText), event_timestamp, started_at, revision, created_at.
-    deliveries: id, organization_id, integration_id, interaction_id, trigger_id,
-        trigger_name, status, last_enqueued_at, interaction_revision, created_at (which is
-        also updated_at and the first next_attempt_at).
+    def add(self, *, organization_id: uuid.UUID, webhook_id: str, event_type: str) -> None:
+        self.organization_id.append(organization_id)
+        self.webhook_id.append(webhook_id)
+        self.event_type.append(event_type)
+
+
+@dataclass(slots=True)
+class InteractionColumns:
+    id: list[uuid.UUID] = field(default_factory=list)
+    organization_id: list[uuid.UUID] = field(default_factory=list)
+    # Of the webhook carrying it (not a column): stored only if that receipt is.
+    webhook_id: list[str] = field(default_factory=list)
+    external_id: list[str] = field(default_factory=list)
+    payload: list[JSONText] = field(default_factory=list)
+    event_timestamp: list[datetime] = field(default_factory=list)
+    started_at: list[datetime] = field(default_factory=list)
+
+    def add(
+        self,
+        *,
+        id: uuid.UUID,
+        organization_id: uuid.UUID,
+        webhook_id: str,
+        external_id: str,
+        payload: JSONText,
+        event_timestamp: datetime,
+        started_at: datetime,
+    ) -> None:
+        self.id.append(id)
+        self.organization_id.append(organization_id)
+        self.webhook_id.append(webhook_id)
+        self.external_id.append(external_id)
+        self.payload.append(payload)
+        self.event_timestamp.append(event_timestamp)
+        self.started_at.append(started_at)
+
+
+@dataclass(slots=True)
+class DeliveryColumns:
+    id: list[uuid.UUID] = field(default_factory=list)
+    organization_id: list[uuid.UUID] = field(default_factory=list)
+    integration_id: list[uuid.UUID] = field(default_factory=list)
+    interaction_id: list[uuid.UUID] = field(default_factory=list)
+    trigger_id: list[uuid.UUID] = field(default_factory=list)
+    trigger_name: list[str] = field(default_factory=list)
+    status: list[DeliveryStatus] = field(default_factory=list)
+
+    def add(
+        self,
+        *,
+        id: uuid.UUID,
+        organization_id: uuid.UUID,
+        integration_id: uuid.UUID,
+        interaction_id: uuid.UUID,
+        trigger_id: uuid.UUID,
+        trigger_name: str,
+        status: DeliveryStatus,
+    ) -> None:
+        self.id.append(id)
+        self.organization_id.append(organization_id)
+        self.integration_id.append(integration_id)
+        self.interaction_id.append(interaction_id)
+        self.trigger_id.append(trigger_id)
+        self.trigger_name.append(trigger_name)
+        self.status.append(status)
+
+
+@dataclass(slots=True)
+class BatchRows:
+    """The rows of a batch as columns, each in key order, all created at `now`.
+
+    What every row of a kind shares is stated once rather than per row: the time (received,
+    created, updated, first due), the revision of a new interaction and of its deliveries'
+    copy (1), and `enqueued_at`, the stamp of the pending deliveries (None when nothing
+    enqueues them). On PostgreSQL each column is one array parameter, and asyncpg encodes
+    an array element by element: the fewer elements, the cheaper the batch.
     """
 
-    receipts: list[dict[str, Any]] = field(default_factory=list)
-    interactions: list[dict[str, Any]] = field(default_factory=list)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    now: datetime
+    enqueued_at: datetime | None
+    receipts: ReceiptColumns = field(default_factory=ReceiptColumns)
+    interactions: InteractionColumns = field(default_factory=InteractionColumns)
+    deliveries: DeliveryColumns = field(default_factory=DeliveryColumns)
     # PostgreSQL: the fingerprint of each organization's planning state the deliveries were
     # planned with (service.webhooks.planning_state); nothing is stored if one changed.
     planned_with: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -68,18 +142,20 @@ class Stored:
     stale: set[uuid.UUID] = field(default_factory=set)
 
 
+NEW_REVISION = 1
+
 # Composed of constants at import (the fingerprint subquery); every value is a parameter.
 _PG_STORE = f"""
 WITH stale AS (
     SELECT planned.organization_id
-    FROM unnest($24::uuid[], $25::text[]) AS planned (organization_id, fingerprint)
+    FROM unnest($1::uuid[], $2::text[]) AS planned (organization_id, fingerprint)
     WHERE planned.fingerprint IS DISTINCT FROM
           {FINGERPRINT_OF.format(organization="planned.organization_id")}
 ), receipts AS (
     INSERT INTO webhook_receipts (organization_id, webhook_id, event_type, received_at)
-    SELECT organization_id, webhook_id, event_type, received_at
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY
-         AS rows (organization_id, webhook_id, event_type, received_at, ord)
+    SELECT organization_id, webhook_id, event_type, $3::timestamptz
+    FROM unnest($5::uuid[], $6::text[], $7::text[]) WITH ORDINALITY
+         AS rows (organization_id, webhook_id, event_type, ord)
     WHERE NOT EXISTS (SELECT FROM stale)
     ORDER BY ord
     ON CONFLICT DO NOTHING
@@ -88,33 +164,31 @@ WITH stale AS (
     INSERT INTO interactions (id, organization_id, external_id, payload, event_timestamp,
                               started_at, revision, created_at, updated_at)
     SELECT rows.id, rows.organization_id, rows.external_id, rows.payload::jsonb,
-           rows.event_timestamp, rows.started_at, rows.revision, rows.created_at,
-           rows.created_at
-    FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[],
-                $10::timestamptz[], $11::timestamptz[], $12::int[], $13::timestamptz[])
-         WITH ORDINALITY
+           rows.event_timestamp, rows.started_at, {NEW_REVISION}, $3::timestamptz,
+           $3::timestamptz
+    FROM unnest($8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[],
+                $13::timestamptz[], $14::timestamptz[]) WITH ORDINALITY
          AS rows (id, organization_id, webhook_id, external_id, payload, event_timestamp,
-                  started_at, revision, created_at, ord)
+                  started_at, ord)
     WHERE EXISTS (SELECT FROM receipts
                   WHERE receipts.organization_id = rows.organization_id
                     AND receipts.webhook_id = rows.webhook_id)
     ORDER BY rows.ord
     ON CONFLICT DO NOTHING
-    RETURNING id
+    RETURNING id, organization_id
 ), deliveries AS (
     INSERT INTO deliveries (id, organization_id, integration_id, interaction_id, trigger_id,
                             trigger_name, status, attempts, next_attempt_at, last_enqueued_at,
                             interaction_revision, newer_revision_after_delivery,
                             created_at, updated_at)
-    SELECT rows.id, rows.organization_id, rows.integration_id, rows.interaction_id,
-           rows.trigger_id, rows.trigger_name, rows.status, 0, rows.created_at,
-           rows.last_enqueued_at, rows.interaction_revision, false, rows.created_at,
-           rows.created_at
-    FROM unnest($14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[], $18::uuid[], $19::text[],
-                $20::text[], $21::timestamptz[], $22::int[], $23::timestamptz[])
-         AS rows (id, organization_id, integration_id, interaction_id, trigger_id,
-                  trigger_name, status, last_enqueued_at, interaction_revision, created_at)
-    WHERE rows.interaction_id IN (SELECT id FROM interactions)
+    SELECT rows.id, interactions.organization_id, rows.integration_id, rows.interaction_id,
+           rows.trigger_id, rows.trigger_name, rows.status, 0, $3::timestamptz,
+           CASE rows.status WHEN '{DeliveryStatus.PENDING}' THEN $4::timestamptz END,
+           {NEW_REVISION}, false, $3::timestamptz, $3::timestamptz
+    FROM unnest($15::uuid[], $16::uuid[], $17::uuid[], $18::uuid[], $19::text[],
+                $20::text[])
+         AS rows (id, integration_id, interaction_id, trigger_id, trigger_name, status)
+    JOIN interactions ON interactions.id = rows.interaction_id
 )
 SELECT (SELECT array_agg(organization_id) FROM receipts),
        (SELECT array_agg(webhook_id) FROM receipts),
@@ -122,47 +196,32 @@ SELECT (SELECT array_agg(organization_id) FROM receipts),
        (SELECT array_agg(organization_id) FROM stale)
 """  # noqa: S608
 
-_RECEIPT_COLUMNS = ("organization_id", "webhook_id", "event_type", "received_at")
-_INTERACTION_COLUMNS = (
-    "id",
-    "organization_id",
-    "webhook_id",
-    "external_id",
-    "payload",
-    "event_timestamp",
-    "started_at",
-    "revision",
-    "created_at",
-)
-_DELIVERY_COLUMNS = (
-    "id",
-    "organization_id",
-    "integration_id",
-    "interaction_id",
-    "trigger_id",
-    "trigger_name",
-    "status",
-    "last_enqueued_at",
-    "interaction_revision",
-    "created_at",
-)
-
-
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
-    return [[row[name] for row in rows] for name in names]
-
 
 async def store_postgres(connection: PinnedConnection, rows: BatchRows) -> Stored:
     """The batch as one statement, which commits by itself."""
-    deliveries = _columns(rows.deliveries, _DELIVERY_COLUMNS)
-    deliveries[6] = [str(status) for status in deliveries[6]]
+    receipts, interactions, deliveries = rows.receipts, rows.interactions, rows.deliveries
     [stored] = await connection.fetch_sql(
         _PG_STORE,
-        *_columns(rows.receipts, _RECEIPT_COLUMNS),
-        *_columns(rows.interactions, _INTERACTION_COLUMNS),
-        *deliveries,
         list(rows.planned_with),
         list(rows.planned_with.values()),
+        rows.now,
+        rows.enqueued_at,
+        receipts.organization_id,
+        receipts.webhook_id,
+        receipts.event_type,
+        interactions.id,
+        interactions.organization_id,
+        interactions.webhook_id,
+        interactions.external_id,
+        interactions.payload,
+        interactions.event_timestamp,
+        interactions.started_at,
+        deliveries.id,
+        deliveries.integration_id,
+        deliveries.interaction_id,
+        deliveries.trigger_id,
+        deliveries.trigger_name,
+        deliveries.status,
     )
     organizations, webhook_ids, interaction_ids, stale = stored
     return Stored(
@@ -181,31 +240,103 @@ def _insert_unless_present(dialect: str, table: Table) -> Insert:
 async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
     """The batch as three INSERTs in the session's transaction (any dialect; SQLite's path)."""
     dialect = session.get_bind().dialect.name
+    now, receipts, interactions, deliveries = (
+        rows.now,
+        rows.receipts,
+        rows.interactions,
+        rows.deliveries,
+    )
     result = await session.execute(
         _insert_unless_present(dialect, RECEIPTS).returning(
             RECEIPTS.c.organization_id, RECEIPTS.c.webhook_id
         ),
-        rows.receipts,
+        [
+            {
+                "organization_id": organization_id,
+                "webhook_id": webhook_id,
+                "event_type": event_type,
+                "received_at": now,
+            }
+            for organization_id, webhook_id, event_type in zip(
+                receipts.organization_id, receipts.webhook_id, receipts.event_type, strict=True
+            )
+        ],
     )
-    receipts: set[ReceiptKey] = {(row[0], row[1]) for row in result}
-    interactions = [
-        {key: value for key, value in row.items() if key != "webhook_id"}
-        | {"updated_at": row["created_at"]}
-        for row in rows.interactions
-        if (row["organization_id"], row["webhook_id"]) in receipts
+    stored_receipts: set[ReceiptKey] = {(row[0], row[1]) for row in result}
+    new_interactions = [
+        {
+            "id": interaction_id,
+            "organization_id": organization_id,
+            "external_id": external_id,
+            "payload": payload,
+            "event_timestamp": event_timestamp,
+            "started_at": started_at,
+            "revision": NEW_REVISION,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for (
+            interaction_id,
+            organization_id,
+            webhook_id,
+            external_id,
+            payload,
+            event_timestamp,
+            started_at,
+        ) in zip(
+            interactions.id,
+            interactions.organization_id,
+            interactions.webhook_id,
+            interactions.external_id,
+            interactions.payload,
+            interactions.event_timestamp,
+            interactions.started_at,
+            strict=True,
+        )
+        if (organization_id, webhook_id) in stored_receipts
     ]
     inserted: set[uuid.UUID] = set()
-    if interactions:
+    if new_interactions:
         result = await session.execute(
             _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
-            interactions,
+            new_interactions,
         )
         inserted = {row[0] for row in result}
-    deliveries = [
-        row | {"updated_at": row["created_at"], "next_attempt_at": row["created_at"]}
-        for row in rows.deliveries
-        if row["interaction_id"] in inserted
+    new_deliveries = [
+        {
+            "id": delivery_id,
+            "organization_id": organization_id,
+            "integration_id": integration_id,
+            "interaction_id": interaction_id,
+            "trigger_id": trigger_id,
+            "trigger_name": trigger_name,
+            "status": status,
+            "interaction_revision": NEW_REVISION,
+            "next_attempt_at": now,
+            "last_enqueued_at": rows.enqueued_at if status is DeliveryStatus.PENDING else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for (
+            delivery_id,
+            organization_id,
+            integration_id,
+            interaction_id,
+            trigger_id,
+            trigger_name,
+            status,
+        ) in zip(
+            deliveries.id,
+            deliveries.organization_id,
+            deliveries.integration_id,
+            deliveries.interaction_id,
+            deliveries.trigger_id,
+            deliveries.trigger_name,
+            deliveries.status,
+            strict=True,
+        )
+        if interaction_id in inserted
     ]
-    if deliveries:
-        await session.execute(insert(DELIVERIES), deliveries)
-    return Stored(receipts, inserted)
+    if new_deliveries:
+        await session.execute(insert(DELIVERIES), new_deliveries)
+    return Stored(stored_receipts, inserted)

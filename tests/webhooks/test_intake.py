@@ -127,6 +127,9 @@ class TestIntake:
         async with sessionmaker() as session:
             delivery = (await session.scalars(select(Delivery))).one()
         assert delivery.status == DeliveryStatus.HELD
+        # Not enqueued, and not stamped as if it were (only pending deliveries are).
+        assert delivery.last_enqueued_at is None
+        assert delivery.next_attempt_at == delivery.created_at
         assert dispatcher.enqueued == []
 
     async def test_never_enabled_integrations_collect_nothing(
