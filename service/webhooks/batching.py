@@ -301,17 +301,20 @@ def _plan(
         )
         deliveries = []
         for integration, trigger in targets:
-            delivery = (next(ids), initial_status(integration))
+            status = initial_status(integration)
+            delivery_id = next(ids)
             rows.deliveries.add(
-                id=delivery[0],
+                id=delivery_id,
                 organization_id=organization_id,
-                integration_id=integration.id,
                 interaction_id=interaction_id,
-                trigger_id=trigger.id,
-                trigger_name=trigger.name,
-                status=delivery[1],
+                target=rows.targets.number(
+                    integration_id=integration.id,
+                    trigger_id=trigger.id,
+                    trigger_name=trigger.name,
+                    status=status,
+                ),
             )
-            deliveries.append(delivery)
+            deliveries.append((delivery_id, status))
         planned[index] = (interaction_id, deliveries)
     return rows, planned
 

@@ -84,33 +84,57 @@ class InteractionColumns:
 
 
 @dataclass(slots=True)
-class DeliveryColumns:
-    id: list[uuid.UUID] = field(default_factory=list)
-    organization_id: list[uuid.UUID] = field(default_factory=list)
+class TargetColumns:
+    """Where the batch's deliveries go: each (integration, trigger) pair once, with the name
+    the deliveries keep of the trigger and the status they start in (both the same for every
+    delivery of a pair within a batch, planned with one state). Deliveries refer to their pair
+    by its number (1-based, as SQL's ordinality), so a delivery costs three array elements
+    instead of six."""
+
     integration_id: list[uuid.UUID] = field(default_factory=list)
-    interaction_id: list[uuid.UUID] = field(default_factory=list)
     trigger_id: list[uuid.UUID] = field(default_factory=list)
     trigger_name: list[str] = field(default_factory=list)
     status: list[DeliveryStatus] = field(default_factory=list)
+    numbers: dict[tuple[uuid.UUID, uuid.UUID], int] = field(default_factory=dict)
+
+    def number(
+        self,
+        *,
+        integration_id: uuid.UUID,
+        trigger_id: uuid.UUID,
+        trigger_name: str,
+        status: DeliveryStatus,
+    ) -> int:
+        key = (integration_id, trigger_id)
+        number = self.numbers.get(key)
+        if number is None:
+            self.integration_id.append(integration_id)
+            self.trigger_id.append(trigger_id)
+            self.trigger_name.append(trigger_name)
+            self.status.append(status)
+            number = self.numbers[key] = len(self.integration_id)
+        return number
+
+
+@dataclass(slots=True)
+class DeliveryColumns:
+    id: list[uuid.UUID] = field(default_factory=list)
+    organization_id: list[uuid.UUID] = field(default_factory=list)
+    interaction_id: list[uuid.UUID] = field(default_factory=list)
+    target: list[int] = field(default_factory=list)  # a number of TargetColumns
 
     def add(
         self,
         *,
         id: uuid.UUID,
         organization_id: uuid.UUID,
-        integration_id: uuid.UUID,
         interaction_id: uuid.UUID,
-        trigger_id: uuid.UUID,
-        trigger_name: str,
-        status: DeliveryStatus,
+        target: int,
     ) -> None:
         self.id.append(id)
         self.organization_id.append(organization_id)
-        self.integration_id.append(integration_id)
         self.interaction_id.append(interaction_id)
-        self.trigger_id.append(trigger_id)
-        self.trigger_name.append(trigger_name)
-        self.status.append(status)
+        self.target.append(target)
 
 
 @dataclass(slots=True)
@@ -128,6 +152,7 @@ class BatchRows:
     enqueued_at: datetime | None
     receipts: ReceiptColumns = field(default_factory=ReceiptColumns)
     interactions: InteractionColumns = field(default_factory=InteractionColumns)
+    targets: TargetColumns = field(default_factory=TargetColumns)
     deliveries: DeliveryColumns = field(default_factory=DeliveryColumns)
     # PostgreSQL: the fingerprint of each organization's planning state the deliveries were
     # planned with (service.webhooks.planning_state); nothing is stored if one changed.
@@ -181,14 +206,15 @@ WITH stale AS (
                             trigger_name, status, attempts, next_attempt_at, last_enqueued_at,
                             interaction_revision, newer_revision_after_delivery,
                             created_at, updated_at)
-    SELECT rows.id, interactions.organization_id, rows.integration_id, rows.interaction_id,
-           rows.trigger_id, rows.trigger_name, rows.status, 0, $3::timestamptz,
-           CASE rows.status WHEN '{DeliveryStatus.PENDING}' THEN $4::timestamptz END,
+    SELECT rows.id, interactions.organization_id, targets.integration_id, rows.interaction_id,
+           targets.trigger_id, targets.trigger_name, targets.status, 0, $3::timestamptz,
+           CASE targets.status WHEN '{DeliveryStatus.PENDING}' THEN $4::timestamptz END,
            {NEW_REVISION}, false, $3::timestamptz, $3::timestamptz
-    FROM unnest($15::uuid[], $16::uuid[], $17::uuid[], $18::uuid[], $19::text[],
-                $20::text[])
-         AS rows (id, integration_id, interaction_id, trigger_id, trigger_name, status)
+    FROM unnest($15::uuid[], $16::uuid[], $17::int[]) AS rows (id, interaction_id, target)
     JOIN interactions ON interactions.id = rows.interaction_id
+    JOIN unnest($18::uuid[], $19::uuid[], $20::text[], $21::text[]) WITH ORDINALITY
+         AS targets (integration_id, trigger_id, trigger_name, status, number)
+         ON targets.number = rows.target
 )
 SELECT (SELECT array_agg(organization_id) FROM receipts),
        (SELECT array_agg(webhook_id) FROM receipts),
@@ -200,6 +226,7 @@ SELECT (SELECT array_agg(organization_id) FROM receipts),
 async def store_postgres(connection: PinnedConnection, rows: BatchRows) -> Stored:
     """The batch as one statement, which commits by itself."""
     receipts, interactions, deliveries = rows.receipts, rows.interactions, rows.deliveries
+    targets = rows.targets
     [stored] = await connection.fetch_sql(
         _PG_STORE,
         list(rows.planned_with),
@@ -217,11 +244,12 @@ async def store_postgres(connection: PinnedConnection, rows: BatchRows) -> Store
         interactions.event_timestamp,
         interactions.started_at,
         deliveries.id,
-        deliveries.integration_id,
         deliveries.interaction_id,
-        deliveries.trigger_id,
-        deliveries.trigger_name,
-        deliveries.status,
+        deliveries.target,
+        targets.integration_id,
+        targets.trigger_id,
+        targets.trigger_name,
+        targets.status,
     )
     organizations, webhook_ids, interaction_ids, stale = stored
     return Stored(
@@ -302,41 +330,35 @@ async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
             new_interactions,
         )
         inserted = {row[0] for row in result}
-    new_deliveries = [
-        {
-            "id": delivery_id,
-            "organization_id": organization_id,
-            "integration_id": integration_id,
-            "interaction_id": interaction_id,
-            "trigger_id": trigger_id,
-            "trigger_name": trigger_name,
-            "status": status,
-            "interaction_revision": NEW_REVISION,
-            "next_attempt_at": now,
-            "last_enqueued_at": rows.enqueued_at if status is DeliveryStatus.PENDING else None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for (
-            delivery_id,
-            organization_id,
-            integration_id,
-            interaction_id,
-            trigger_id,
-            trigger_name,
-            status,
-        ) in zip(
-            deliveries.id,
-            deliveries.organization_id,
-            deliveries.integration_id,
-            deliveries.interaction_id,
-            deliveries.trigger_id,
-            deliveries.trigger_name,
-            deliveries.status,
-            strict=True,
+    targets = rows.targets
+    new_deliveries = []
+    for delivery_id, organization_id, interaction_id, target in zip(
+        deliveries.id,
+        deliveries.organization_id,
+        deliveries.interaction_id,
+        deliveries.target,
+        strict=True,
+    ):
+        if interaction_id not in inserted:
+            continue
+        at = target - 1
+        status = targets.status[at]
+        new_deliveries.append(
+            {
+                "id": delivery_id,
+                "organization_id": organization_id,
+                "integration_id": targets.integration_id[at],
+                "interaction_id": interaction_id,
+                "trigger_id": targets.trigger_id[at],
+                "trigger_name": targets.trigger_name[at],
+                "status": status,
+                "interaction_revision": NEW_REVISION,
+                "next_attempt_at": now,
+                "last_enqueued_at": rows.enqueued_at if status is DeliveryStatus.PENDING else None,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        if interaction_id in inserted
-    ]
     if new_deliveries:
         await session.execute(insert(DELIVERIES), new_deliveries)
     return Stored(stored_receipts, inserted)

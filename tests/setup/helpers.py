@@ -110,9 +110,9 @@ async def add_trigger(
     assert response.status_code == 201, response.text
 
 
-async def enabled_integration(client: httpx.AsyncClient, admin: Account) -> str:
+async def enabled_integration(client: httpx.AsyncClient, admin: Account, name: str = "NPS") -> str:
     await put_catalog(client, admin)
-    integration_id = await create_integration(client, admin)
+    integration_id = await create_integration(client, admin, name)
     await connect(client, admin, integration_id)
     await create_project(client, admin, integration_id)
     assert (await save_fields(client, admin, integration_id)).status_code == 200

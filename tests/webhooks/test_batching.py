@@ -19,6 +19,7 @@ from service.models import (
     DeliveryStatus,
     Integration,
     Interaction,
+    Trigger,
     WebhookReceipt,
     WebhookSecret,
 )
@@ -399,3 +400,57 @@ async def test_each_batch_is_planned_with_the_state_its_insert_sees(
         assert reads == [admin.organization.id] * 2
     else:
         assert reads == []  # SQLite reads the state in each batch's transaction
+
+
+async def test_one_batch_gives_each_delivery_its_own_integration_trigger_and_status(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    qualtrics: FakeQualtrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: RecordingDispatcher,
+) -> None:
+    """Deliveries of one batch share their (integration, trigger) pairs (service.webhooks.bulk
+    sends each pair once): with two integrations, one enabled and one held, in a single
+    batch, every delivery still carries its own integration's trigger and status."""
+    sending = uuid.UUID(await enabled_integration(client, admin))
+    holding = uuid.UUID(await enabled_integration(client, admin, "CSAT"))
+    disabled = await client.post(f"/v1/integrations/{holding}/disable", headers=admin.headers)
+    assert disabled.status_code == 200
+    secret = await organization_secret(sessionmaker, admin.organization.id)
+    batcher = intake(app).batcher
+    gate = hold_writer(batcher)
+    try:
+        pending = asyncio.gather(
+            *(
+                post_event(client, admin.organization.id, secret, event(interaction()))
+                for _ in range(8)
+            )
+        )
+        await asyncio.sleep(0.3)
+        gate.set()
+        answers = await pending
+    finally:
+        del batcher._store
+
+    assert [answer.json() for answer in answers] == [{"status": "accepted", "deliveries": 2}] * 8
+    async with sessionmaker() as session:
+        deliveries = (await session.scalars(select(Delivery))).all()
+        triggers = (await session.scalars(select(Trigger))).all()
+    trigger_names = {trigger.integration_id: trigger.name for trigger in triggers}
+    trigger_ids = {trigger.integration_id: trigger.id for trigger in triggers}
+    assert len(deliveries) == 16
+    assert len({delivery.interaction_id for delivery in deliveries}) == 8
+    for delivery in deliveries:
+        assert delivery.organization_id == admin.organization.id
+        assert delivery.trigger_id == trigger_ids[delivery.integration_id]
+        assert delivery.trigger_name == trigger_names[delivery.integration_id]
+        if delivery.integration_id == sending:
+            assert delivery.status is DeliveryStatus.PENDING
+            assert delivery.last_enqueued_at == delivery.created_at
+        else:
+            assert delivery.integration_id == holding
+            assert delivery.status is DeliveryStatus.HELD
+            assert delivery.last_enqueued_at is None
+    queued = {queued.delivery_id for batch in dispatcher.batches for queued in batch}
+    assert queued == {delivery.id for delivery in deliveries if delivery.integration_id == sending}
