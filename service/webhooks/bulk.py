@@ -8,7 +8,11 @@ its interaction was stored. What was stored comes back as `Stored`.
 On PostgreSQL that is one statement: three INSERTs chained by data-modifying CTEs (and
 gated on the planning state being the one the batch was planned with), the rows
 sent as columns (arrays) and unpacked by `unnest`, so asyncpg encodes them in C and the
-statement stays one small prepared plan whatever the batch size. A single statement commits by
+statement stays one small prepared plan whatever the batch size. asyncpg still handles each
+array element on its own (about 0.1-0.5 µs each, timestamps the dearest), so the columns
+carry only what differs from row to row: shared values are one parameter, a delivery's
+organization comes from its interaction, and its integration, trigger and status from a
+per-batch table of (integration, trigger) pairs. A single statement commits by
 itself (synchronous_commit: durable once it returns), so the batch costs one round trip, not a
 BEGIN, three INSERTs and a COMMIT; the foreign keys of deliveries to interactions inserted by
 the same statement are checked at its end, when those rows exist. Rows go in the batch's key
@@ -21,8 +25,9 @@ values of the ORM models (tests/webhooks run on both databases).
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -268,87 +273,37 @@ def _insert_unless_present(dialect: str, table: Table) -> Insert:
 async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
     """The batch as three INSERTs in the session's transaction (any dialect; SQLite's path)."""
     dialect = session.get_bind().dialect.name
-    now, receipts, interactions, deliveries = (
-        rows.now,
-        rows.receipts,
-        rows.interactions,
-        rows.deliveries,
-    )
+    now, targets = rows.now, rows.targets
     result = await session.execute(
         _insert_unless_present(dialect, RECEIPTS).returning(
             RECEIPTS.c.organization_id, RECEIPTS.c.webhook_id
         ),
-        [
-            {
-                "organization_id": organization_id,
-                "webhook_id": webhook_id,
-                "event_type": event_type,
-                "received_at": now,
-            }
-            for organization_id, webhook_id, event_type in zip(
-                receipts.organization_id, receipts.webhook_id, receipts.event_type, strict=True
-            )
-        ],
+        [row | {"received_at": now} for row in _as_rows(rows.receipts)],
     )
-    stored_receipts: set[ReceiptKey] = {(row[0], row[1]) for row in result}
-    new_interactions = [
-        {
-            "id": interaction_id,
-            "organization_id": organization_id,
-            "external_id": external_id,
-            "payload": payload,
-            "event_timestamp": event_timestamp,
-            "started_at": started_at,
-            "revision": NEW_REVISION,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for (
-            interaction_id,
-            organization_id,
-            webhook_id,
-            external_id,
-            payload,
-            event_timestamp,
-            started_at,
-        ) in zip(
-            interactions.id,
-            interactions.organization_id,
-            interactions.webhook_id,
-            interactions.external_id,
-            interactions.payload,
-            interactions.event_timestamp,
-            interactions.started_at,
-            strict=True,
-        )
-        if (organization_id, webhook_id) in stored_receipts
+    receipts: set[ReceiptKey] = {(row[0], row[1]) for row in result}
+    interactions = [
+        {key: value for key, value in row.items() if key != "webhook_id"}
+        | {"revision": NEW_REVISION, "created_at": now, "updated_at": now}
+        for row in _as_rows(rows.interactions)
+        if (row["organization_id"], row["webhook_id"]) in receipts
     ]
     inserted: set[uuid.UUID] = set()
-    if new_interactions:
+    if interactions:
         result = await session.execute(
             _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
-            new_interactions,
+            interactions,
         )
         inserted = {row[0] for row in result}
-    targets = rows.targets
-    new_deliveries = []
-    for delivery_id, organization_id, interaction_id, target in zip(
-        deliveries.id,
-        deliveries.organization_id,
-        deliveries.interaction_id,
-        deliveries.target,
-        strict=True,
-    ):
-        if interaction_id not in inserted:
+    deliveries = []
+    for row in _as_rows(rows.deliveries):
+        if row["interaction_id"] not in inserted:
             continue
-        at = target - 1
+        at = row.pop("target") - 1
         status = targets.status[at]
-        new_deliveries.append(
-            {
-                "id": delivery_id,
-                "organization_id": organization_id,
+        deliveries.append(
+            row
+            | {
                 "integration_id": targets.integration_id[at],
-                "interaction_id": interaction_id,
                 "trigger_id": targets.trigger_id[at],
                 "trigger_name": targets.trigger_name[at],
                 "status": status,
@@ -359,6 +314,16 @@ async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
                 "updated_at": now,
             }
         )
-    if new_deliveries:
-        await session.execute(insert(DELIVERIES), new_deliveries)
-    return Stored(stored_receipts, inserted)
+    if deliveries:
+        await session.execute(insert(DELIVERIES), deliveries)
+    return Stored(receipts, inserted)
+
+
+def _as_rows(
+    columns: ReceiptColumns | InteractionColumns | DeliveryColumns,
+) -> list[dict[str, Any]]:
+    names = [column.name for column in fields(columns)]
+    return [
+        dict(zip(names, values, strict=True))
+        for values in zip(*(getattr(columns, name) for name in names), strict=True)
+    ]
