@@ -305,7 +305,6 @@ def _plan(
             delivery_id = next(ids)
             rows.deliveries.add(
                 id=delivery_id,
-                organization_id=organization_id,
                 interaction_id=interaction_id,
                 target=rows.targets.number(
                     integration_id=integration.id,

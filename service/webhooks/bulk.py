@@ -123,21 +123,14 @@ class TargetColumns:
 
 @dataclass(slots=True)
 class DeliveryColumns:
+    """A delivery's organization is its interaction's, and the rest is its target's."""
+
     id: list[uuid.UUID] = field(default_factory=list)
-    organization_id: list[uuid.UUID] = field(default_factory=list)
     interaction_id: list[uuid.UUID] = field(default_factory=list)
     target: list[int] = field(default_factory=list)  # a number of TargetColumns
 
-    def add(
-        self,
-        *,
-        id: uuid.UUID,
-        organization_id: uuid.UUID,
-        interaction_id: uuid.UUID,
-        target: int,
-    ) -> None:
+    def add(self, *, id: uuid.UUID, interaction_id: uuid.UUID, target: int) -> None:
         self.id.append(id)
-        self.organization_id.append(organization_id)
         self.interaction_id.append(interaction_id)
         self.target.append(target)
 
@@ -287,22 +280,27 @@ async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
         for row in _as_rows(rows.interactions)
         if (row["organization_id"], row["webhook_id"]) in receipts
     ]
-    inserted: set[uuid.UUID] = set()
+    # The organization of each interaction stored now, for its deliveries.
+    inserted: dict[uuid.UUID, uuid.UUID] = {}
     if interactions:
         result = await session.execute(
-            _insert_unless_present(dialect, INTERACTIONS).returning(INTERACTIONS.c.id),
+            _insert_unless_present(dialect, INTERACTIONS).returning(
+                INTERACTIONS.c.id, INTERACTIONS.c.organization_id
+            ),
             interactions,
         )
-        inserted = {row[0] for row in result}
+        inserted = {row[0]: row[1] for row in result}
     deliveries = []
     for row in _as_rows(rows.deliveries):
-        if row["interaction_id"] not in inserted:
+        organization_id = inserted.get(row["interaction_id"])
+        if organization_id is None:
             continue
         at = row.pop("target") - 1
         status = targets.status[at]
         deliveries.append(
             row
             | {
+                "organization_id": organization_id,
                 "integration_id": targets.integration_id[at],
                 "trigger_id": targets.trigger_id[at],
                 "trigger_name": targets.trigger_name[at],
@@ -316,7 +314,7 @@ async def store_in_session(session: AsyncSession, rows: BatchRows) -> Stored:
         )
     if deliveries:
         await session.execute(insert(DELIVERIES), deliveries)
-    return Stored(receipts, inserted)
+    return Stored(receipts, set(inserted))
 
 
 def _as_rows(

@@ -4,6 +4,7 @@ writer queue answers 503; and the signing-secret cache stays invisible to sender
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +77,20 @@ def hold_writer(batcher: IntakeBatcher) -> asyncio.Event:
     return gate
 
 
+async def in_one_batch(
+    batcher: IntakeBatcher, posts: Sequence[Awaitable[httpx.Response]]
+) -> list[httpx.Response]:
+    """The answers to `posts`, sent while the writer is held so that they share one batch."""
+    gate = hold_writer(batcher)
+    try:
+        pending = asyncio.gather(*posts)
+        await asyncio.sleep(0.3)
+        gate.set()
+        return await pending
+    finally:
+        del batcher._store
+
+
 async def test_concurrent_webhooks_share_commits_and_each_is_stored_before_its_202(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -133,23 +148,16 @@ async def test_copies_inside_one_batch_are_duplicates_of_the_first(
     same_webhook = event(interaction())
     same_webhook_headers = signed_headers(secret, same_webhook, webhook_id="msg_twice")
     data = interaction()
-    # Hold the writer so that every request below lands in one batch.
-    batcher = intake(app).batcher
-    gate = hold_writer(batcher)
-    try:
-        posts = [
+    answers = await in_one_batch(
+        intake(app).batcher,
+        [
             *(
                 client.post(url, content=same_webhook, headers=same_webhook_headers)
                 for _ in range(3)
             ),
             *(post_event(client, admin.organization.id, secret, event(data)) for _ in range(3)),
-        ]
-        pending = asyncio.gather(*posts)
-        await asyncio.sleep(0.3)
-        gate.set()
-        answers = await pending
-    finally:
-        del batcher._store
+        ],
+    )
     statuses = sorted((answer.status_code, answer.json()["status"]) for answer in answers)
     assert statuses == [(200, "duplicate")] * 4 + [(202, "accepted")] * 2
     assert await count(sessionmaker, Interaction) == 2
@@ -418,20 +426,10 @@ async def test_one_batch_gives_each_delivery_its_own_integration_trigger_and_sta
     disabled = await client.post(f"/v1/integrations/{holding}/disable", headers=admin.headers)
     assert disabled.status_code == 200
     secret = await organization_secret(sessionmaker, admin.organization.id)
-    batcher = intake(app).batcher
-    gate = hold_writer(batcher)
-    try:
-        pending = asyncio.gather(
-            *(
-                post_event(client, admin.organization.id, secret, event(interaction()))
-                for _ in range(8)
-            )
-        )
-        await asyncio.sleep(0.3)
-        gate.set()
-        answers = await pending
-    finally:
-        del batcher._store
+    answers = await in_one_batch(
+        intake(app).batcher,
+        [post_event(client, admin.organization.id, secret, event(interaction())) for _ in range(8)],
+    )
 
     assert [answer.json() for answer in answers] == [{"status": "accepted", "deliveries": 2}] * 8
     async with sessionmaker() as session:
